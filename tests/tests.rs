@@ -1,1 +1,27 @@
-//! Integration tests of the whole workspace.
+//! Integration tests of the whole workspace, in one test binary.
+
+mod cli;
+mod golden;
+mod spec_errors;
+mod spec_fuzz;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Every spec in `specs/`, sorted by file name.
+pub fn specs() -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(root().join("specs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    v
+}

@@ -4,8 +4,86 @@
 //! ([`shape`]) and the fusion passes ([`passes`]) turn it into a flat [`program`] whose
 //! every tensor has a place in one statically planned arena ([`plan`]).
 
+pub mod back;
+pub mod cli;
 pub mod ir;
 pub mod passes;
+pub mod plan;
+pub mod program;
 pub mod shape;
 pub mod spec;
+pub mod summary;
 pub mod valid;
+
+use ir::Graph;
+use plan::MemoryPlan;
+use program::Program;
+use shape::ShapeInfo;
+use spec::Spec;
+
+/// How to compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Alignment of every arena offset, in bytes (a power of two, at least 4). 64 suits a
+    /// cache line and any SIMD width; 4 saves a few bytes per tensor on a microcontroller.
+    pub align_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { align_bytes: 64 }
+    }
+}
+
+/// Everything the compiler knows about a spec, from the graph as built to the Program.
+#[derive(Debug, Clone)]
+pub struct Compilation {
+    /// The spec.
+    pub spec: Spec,
+    /// The graph as built, one node per torchvision module call.
+    pub graph: Graph,
+    /// Its shapes.
+    pub shapes: ShapeInfo,
+    /// The graph after the passes.
+    pub fused: Graph,
+    /// Its shapes.
+    pub fused_shapes: ShapeInfo,
+    /// The memory plan of the fused graph.
+    pub plan: MemoryPlan,
+    /// The lowered program.
+    pub program: Program,
+}
+
+/// A compiler failure on a validated spec: always a bug in the compiler, never in the spec.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The graph as built is invalid.
+    #[error("internal error: {0}")]
+    Pass(#[from] passes::PassError),
+}
+
+/// Compiles a validated spec: build, passes, plan, lower. Pure: no file is read or written.
+pub fn compile(spec: &Spec, options: &Options) -> Result<Compilation, Error> {
+    let graph = Graph::from_spec(spec);
+    let fused = passes::run(&graph)?;
+    // `passes::run` verified both graphs, shapes included.
+    let shapes = shape::infer(&graph).map_err(|e| passes::PassError {
+        pass: "build",
+        source: e.into(),
+    })?;
+    let fused_shapes = shape::infer(&fused).map_err(|e| passes::PassError {
+        pass: "fuse_relu",
+        source: e.into(),
+    })?;
+    let plan = plan::plan(&fused, &fused_shapes, options.align_bytes);
+    let program = Program::lower(&fused, &fused_shapes, &plan);
+    Ok(Compilation {
+        spec: spec.clone(),
+        graph,
+        shapes,
+        fused,
+        fused_shapes,
+        plan,
+        program,
+    })
+}

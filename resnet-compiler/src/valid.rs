@@ -37,9 +37,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         }
         let inputs = g.inputs(id);
         if let Some((_, from)) = inputs.iter().find(|(_, from)| *from >= id) {
-            return Err(fail(format!(
-                "reads {from}, which is not scheduled before it"
-            )));
+            return Err(fail(format!("reads {from}, which is not scheduled before it")));
         }
         let ports: Vec<Port> = inputs.iter().map(|&(p, _)| p).collect();
         let expected: &[Port] = match &node.op {
@@ -55,13 +53,13 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         if ports != expected {
             return Err(fail(format!("has inputs {ports:?}, expected {expected:?}")));
         }
-        if let Op::Conv(c) = &node.op {
-            if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
-                return Err(fail(format!(
-                    "{} -> {} channels cannot be split into {} groups",
-                    c.in_channels, c.out_channels, c.groups
-                )));
-            }
+        if let Op::Conv(c) = &node.op
+            && (c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0)
+        {
+            return Err(fail(format!(
+                "{} -> {} channels cannot be split into {} groups",
+                c.in_channels, c.out_channels, c.groups
+            )));
         }
     }
     for o in g.outputs() {

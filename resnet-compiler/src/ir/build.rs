@@ -138,14 +138,7 @@ impl Builder {
     }
 
     /// `downsample = Sequential(conv1x1(inplanes, outplanes, stride), BatchNorm2d(outplanes))`.
-    fn downsample(
-        &mut self,
-        x: NodeId,
-        p: &str,
-        inplanes: usize,
-        outplanes: usize,
-        stride: usize,
-    ) -> NodeId {
+    fn downsample(&mut self, x: NodeId, p: &str, inplanes: usize, outplanes: usize, stride: usize) -> NodeId {
         let d = self.conv(
             x,
             format!("{p}downsample.0"),
@@ -163,17 +156,7 @@ impl Builder {
     /// torchvision's `BasicBlock.forward`.
     fn basic_block(&mut self, x: NodeId, a: &BlockArgs) -> NodeId {
         let p = &a.prefix;
-        let h = self.conv(
-            x,
-            format!("{p}conv1"),
-            a.inplanes,
-            a.planes,
-            3,
-            a.stride,
-            1,
-            1,
-            1,
-        );
+        let h = self.conv(x, format!("{p}conv1"), a.inplanes, a.planes, 3, a.stride, 1, 1, 1);
         let h = self.bn(h, format!("{p}bn1"), a.planes);
         let h = self.relu(h, format!("{p}relu"));
         let h = self.conv(h, format!("{p}conv2"), a.planes, a.planes, 3, 1, 1, 1, 1);

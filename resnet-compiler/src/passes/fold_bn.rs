@@ -19,10 +19,7 @@ pub fn fold_bn(g: &mut Graph) -> usize {
         let Some(conv) = g.input_at(bn, Port::Main) else {
             continue;
         };
-        if !conv_open_for(&g.node(conv).op, Stage::Bn)
-            || g.users(conv).len() != 1
-            || g.is_output(conv)
-        {
+        if !conv_open_for(&g.node(conv).op, Stage::Bn) || g.users(conv).len() != 1 || g.is_output(conv) {
             continue;
         }
         let name = g.node(bn).name.clone();
@@ -52,9 +49,7 @@ mod tests {
         assert!(!g.contains(b));
         assert_eq!(g.input_at(r, Port::Main), Some(c));
         assert_eq!(g.outputs()[0].node, c);
-        let Op::Conv(cv) = &g.node(c).op else {
-            panic!()
-        };
+        let Op::Conv(cv) = &g.node(c).op else { panic!() };
         assert_eq!(cv.fused.bn.as_deref(), Some("bn1"));
     }
 

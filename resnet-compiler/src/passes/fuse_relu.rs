@@ -17,10 +17,7 @@ pub fn fuse_relu(g: &mut Graph) -> usize {
         let Some(conv) = g.input_at(relu, Port::Main) else {
             continue;
         };
-        if !conv_open_for(&g.node(conv).op, Stage::Relu)
-            || g.users(conv).len() != 1
-            || g.is_output(conv)
-        {
+        if !conv_open_for(&g.node(conv).op, Stage::Relu) || g.users(conv).len() != 1 || g.is_output(conv) {
             continue;
         }
         let name = g.node(relu).name.clone();
@@ -49,9 +46,7 @@ mod tests {
         assert_eq!(fuse_relu(&mut g), 1);
         assert!(!g.contains(r));
         assert_eq!(g.input_at(c2, Port::Main), Some(c));
-        let Op::Conv(cv) = &g.node(c).op else {
-            panic!()
-        };
+        let Op::Conv(cv) = &g.node(c).op else { panic!() };
         assert_eq!(cv.fused.relu.as_deref(), Some("relu"));
     }
 
@@ -62,11 +57,7 @@ mod tests {
         let r = g.add("relu", Op::Relu, &[(Port::Main, c)]);
         g.add_output("pre", c);
         g.add_output("post", r);
-        assert_eq!(
-            fuse_relu(&mut g),
-            0,
-            "the conv's own output is returned too"
-        );
+        assert_eq!(fuse_relu(&mut g), 0, "the conv's own output is returned too");
         let mut g = Graph::new("t", [1, 3, 8, 8]);
         let r = g.add("relu", Op::Relu, &[(Port::Main, g.input())]);
         assert_eq!(fuse_relu(&mut g), 0);

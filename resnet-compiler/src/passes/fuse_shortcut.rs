@@ -22,14 +22,10 @@ pub fn fuse_shortcut(g: &mut Graph) -> usize {
         if !matches!(g.node(add).op, Op::Add) {
             continue;
         }
-        let (Some(main), Some(res)) =
-            (g.input_at(add, Port::Main), g.input_at(add, Port::Residual))
-        else {
+        let (Some(main), Some(res)) = (g.input_at(add, Port::Main), g.input_at(add, Port::Residual)) else {
             continue;
         };
-        if !conv_open_for(&g.node(main).op, Stage::Shortcut)
-            || g.users(main).len() != 1
-            || g.is_output(main)
+        if !conv_open_for(&g.node(main).op, Stage::Shortcut) || g.users(main).len() != 1 || g.is_output(main)
         {
             continue;
         }
@@ -73,13 +69,7 @@ fn projection(
         return None;
     }
     let x = g.input_at(res, Port::Main)?;
-    Some((
-        node.name.clone(),
-        c.fused.bn.clone(),
-        c.in_channels,
-        c.stride,
-        x,
-    ))
+    Some((node.name.clone(), c.fused.bn.clone(), c.in_channels, c.stride, x))
 }
 
 #[cfg(test)]
@@ -112,18 +102,9 @@ mod tests {
         assert_eq!(fuse_shortcut(&mut g), 1);
         assert_eq!(g.input_at(conv2, Port::Residual), Some(x));
         assert_eq!(g.input_at(relu, Port::Main), Some(conv2));
-        assert!(
-            g.schedule()
-                .iter()
-                .all(|&n| !matches!(g.node(n).op, Op::Add))
-        );
-        let Op::Conv(c) = &g.node(conv2).op else {
-            panic!()
-        };
-        assert_eq!(
-            c.fused.shortcut,
-            Some(Shortcut::Identity { add: "add".into() })
-        );
+        assert!(g.schedule().iter().all(|&n| !matches!(g.node(n).op, Op::Add)));
+        let Op::Conv(c) = &g.node(conv2).op else { panic!() };
+        assert_eq!(c.fused.shortcut, Some(Shortcut::Identity { add: "add".into() }));
         crate::shape::infer(&g).unwrap();
     }
 
@@ -133,9 +114,7 @@ mod tests {
         assert_eq!(fuse_shortcut(&mut g), 1);
         assert!(!g.contains(ds), "the downsample is not materialized");
         assert_eq!(g.input_at(conv2, Port::Shortcut), Some(x));
-        let Op::Conv(c) = &g.node(conv2).op else {
-            panic!()
-        };
+        let Op::Conv(c) = &g.node(conv2).op else { panic!() };
         assert_eq!(
             c.fused.shortcut,
             Some(Shortcut::Projection {

@@ -27,8 +27,11 @@ pub struct PassError {
     pub source: valid::VerifyError,
 }
 
+/// A pass: rewrites the graph in place and returns how many rewrites it made.
+pub type Pass = fn(&mut Graph) -> usize;
+
 /// The passes, in the order they run.
-pub const PASSES: [(&str, fn(&mut Graph) -> usize); 3] = [
+pub const PASSES: [(&str, Pass); 3] = [
     ("fold_bn", fold_bn),
     ("fuse_shortcut", fuse_shortcut),
     ("fuse_relu", fuse_relu),
@@ -110,11 +113,7 @@ mod tests {
                 assert!(
                     matches!(
                         op,
-                        Op::Input
-                            | Op::Conv(_)
-                            | Op::MaxPool(_)
-                            | Op::GlobalAvgPool
-                            | Op::Linear(_)
+                        Op::Input | Op::Conv(_) | Op::MaxPool(_) | Op::GlobalAvgPool | Op::Linear(_)
                     ),
                     "{} is left: {op:?}",
                     fused.node(id).name

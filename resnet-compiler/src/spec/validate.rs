@@ -10,9 +10,9 @@ use super::{Block, Diagnostic, Field, FieldPath, Head, HeadKind, RawSpec, Spec};
 /// target and in a C `int` holding element offsets.
 pub(crate) mod limits {
     /// Most stages in a spec.
-    pub const STAGES: u64 = 16;
-    /// Most blocks in one stage (resnet152 has 36).
-    pub const BLOCKS: u64 = 1024;
+    pub const STAGES: u64 = 8;
+    /// Most blocks in one stage (resnet152 has 36; the CIFAR ResNet-1202 has 200).
+    pub const BLOCKS: u64 = 256;
     /// Most channels of any tensor, and most classes.
     pub const CHANNELS: u64 = 1 << 16;
     /// Largest input height or width.
@@ -31,18 +31,18 @@ pub fn bottleneck_width(planes: usize, width_per_group: usize, groups: usize) ->
 }
 
 const RUST_KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
-    "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe",
-    "use", "where", "while", "abstract", "become", "box", "do", "final", "macro", "override",
-    "priv", "try", "typeof", "unsized", "virtual", "yield",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false",
+    "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+    "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where",
+    "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv", "try", "typeof",
+    "unsized", "virtual", "yield",
 ];
 
 const C_KEYWORDS: &[&str] = &[
-    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
-    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
-    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
-    "union", "unsigned", "void", "volatile", "while", "bool", "true", "false", "main",
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum",
+    "extern", "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return",
+    "short", "signed", "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void",
+    "volatile", "while", "bool", "true", "false", "main",
 ];
 
 impl RawSpec {
@@ -105,8 +105,7 @@ impl RawSpec {
             Some(layers) if layers.is_empty() => {
                 err(
                     FieldPath::Field(Field::Layers),
-                    "layers is empty: give the number of blocks of each stage, such as [2, 2, 2, 2]"
-                        .into(),
+                    "layers is empty: give the number of blocks of each stage, such as [2, 2, 2, 2]".into(),
                 );
                 None
             }
@@ -160,10 +159,7 @@ impl RawSpec {
             } else if value > limits::CHANNELS {
                 err(
                     FieldPath::Field(field),
-                    format!(
-                        "{what} is {value}: at most {} is supported",
-                        limits::CHANNELS
-                    ),
+                    format!("{what} is {value}: at most {} is supported", limits::CHANNELS),
                 );
             }
         }
@@ -200,17 +196,17 @@ impl RawSpec {
             }
             (_, None) => None,
         };
-        if let (Some(Block::Basic), Some(rswd), Some(layers)) = (block, &rswd, &layers) {
-            if let Some((flag, stage, index)) = first_dilated_basic_block(rswd, layers) {
-                err(
-                    FieldPath::Element(Field::ReplaceStrideWithDilation, flag),
-                    format!(
-                        "Dilation > 1 not supported in BasicBlock: replace_stride_with_dilation[{flag}] \
+        if let (Some(Block::Basic), Some(rswd), Some(layers)) = (block, &rswd, &layers)
+            && let Some((flag, stage, index)) = first_dilated_basic_block(rswd, layers)
+        {
+            err(
+                FieldPath::Element(Field::ReplaceStrideWithDilation, flag),
+                format!(
+                    "Dilation > 1 not supported in BasicBlock: replace_stride_with_dilation[{flag}] \
                          makes layer{}.{index} dilated; use `block: bottleneck` for a dilated backbone",
-                        stage + 1
-                    ),
-                );
-            }
+                    stage + 1
+                ),
+            );
         }
 
         let num_classes = self.num_classes.unwrap_or(1000);
@@ -243,12 +239,7 @@ impl RawSpec {
             }
             Some(dims) => {
                 let what = ["batch size N", "channel count C", "height H", "width W"];
-                let max = [
-                    limits::BATCH,
-                    limits::CHANNELS,
-                    limits::EXTENT,
-                    limits::EXTENT,
-                ];
+                let max = [limits::BATCH, limits::CHANNELS, limits::EXTENT, limits::EXTENT];
                 let mut ok = true;
                 for i in 0..4 {
                     if dims[i] == 0 {
@@ -310,33 +301,32 @@ impl RawSpec {
             }
             (_, None) => None,
         };
-        if let (Some(Block::Bottleneck), Some(widths)) = (block, &widths) {
-            if (1..=limits::CHANNELS).contains(&groups)
-                && (1..=limits::CHANNELS).contains(&width_per_group)
-            {
-                for (i, &planes) in widths.iter().enumerate() {
-                    let width = bottleneck_width(planes, width_per_group as usize, groups as usize);
-                    if width == 0 {
-                        err(
-                            FieldPath::Field(Field::WidthPerGroup),
-                            format!(
-                                "the bottleneck width of layer{} is int({planes} * {width_per_group} / 64) * {groups} = 0 \
+        if let (Some(Block::Bottleneck), Some(widths)) = (block, &widths)
+            && (1..=limits::CHANNELS).contains(&groups)
+            && (1..=limits::CHANNELS).contains(&width_per_group)
+        {
+            for (i, &planes) in widths.iter().enumerate() {
+                let width = bottleneck_width(planes, width_per_group as usize, groups as usize);
+                if width == 0 {
+                    err(
+                        FieldPath::Field(Field::WidthPerGroup),
+                        format!(
+                            "the bottleneck width of layer{} is int({planes} * {width_per_group} / 64) * {groups} = 0 \
                                  channels: increase width_per_group or widths[{i}]",
-                                i + 1
-                            ),
-                        );
-                        break;
-                    } else if width as u64 > limits::CHANNELS {
-                        err(
-                            FieldPath::Field(Field::WidthPerGroup),
-                            format!(
-                                "the bottleneck width of layer{} is {width} channels: at most {} is supported",
-                                i + 1,
-                                limits::CHANNELS
-                            ),
-                        );
-                        break;
-                    }
+                            i + 1
+                        ),
+                    );
+                    break;
+                } else if width as u64 > limits::CHANNELS {
+                    err(
+                        FieldPath::Field(Field::WidthPerGroup),
+                        format!(
+                            "the bottleneck width of layer{} is {width} channels: at most {} is supported",
+                            i + 1,
+                            limits::CHANNELS
+                        ),
+                    );
+                    break;
                 }
             }
         }
@@ -345,8 +335,7 @@ impl RawSpec {
             (HeadKind::Classifier, Some(_), _) => {
                 err(
                     FieldPath::Field(Field::Features),
-                    "features is only used with `head: features`; remove it or set `head: features`"
-                        .into(),
+                    "features is only used with `head: features`; remove it or set `head: features`".into(),
                 );
                 None
             }
@@ -399,9 +388,7 @@ fn check_features(
             None => {
                 err(
                     FieldPath::Element(Field::Features, i),
-                    format!(
-                        "`{name}` is not a stage: this spec has the stages layer1 to layer{stages}"
-                    ),
+                    format!("`{name}` is not a stage: this spec has the stages layer1 to layer{stages}"),
                 );
                 ok = false;
             }
@@ -431,10 +418,10 @@ fn first_dilated_basic_block(rswd: &[bool], layers: &[usize]) -> Option<(usize, 
         if let Some(flag) = previous {
             return Some((flag, stage, 0));
         }
-        if let Some(flag) = dilated_by {
-            if blocks > 1 {
-                return Some((flag, stage, 1));
-            }
+        if let Some(flag) = dilated_by
+            && blocks > 1
+        {
+            return Some((flag, stage, 1));
         }
     }
     None
@@ -524,13 +511,9 @@ mod tests {
         let mut r = raw(Block::Basic, &[2, 2, 2, 2]);
         r.replace_stride_with_dilation = Some(vec![false, true, true]);
         let m = messages(&r);
-        assert_eq!(
-            m[0].0,
-            FieldPath::Element(Field::ReplaceStrideWithDilation, 1)
-        );
+        assert_eq!(m[0].0, FieldPath::Element(Field::ReplaceStrideWithDilation, 1));
         assert!(
-            m[0].1
-                .starts_with("Dilation > 1 not supported in BasicBlock"),
+            m[0].1.starts_with("Dilation > 1 not supported in BasicBlock"),
             "{}",
             m[0].1
         );

@@ -11,9 +11,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{Diagnostic, Field, FieldPath, RawSpec, Spec};
 
@@ -32,11 +30,7 @@ pub struct SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 
@@ -118,8 +112,7 @@ impl Document<'_> {
             return Err(SpecErrors(vec![self.error(
                 1,
                 1,
-                "the spec is empty: expected a mapping of fields such as `name`, `block` and `layers`"
-                    .into(),
+                "the spec is empty: expected a mapping of fields such as `name`, `block` and `layers`".into(),
             )]));
         }
         self.run(KeysSeed)
@@ -127,11 +120,7 @@ impl Document<'_> {
     }
 
     fn read_field(&self, raw: &mut RawSpec, field: Field, index: usize) -> Result<(), SpecError> {
-        fn get<T: DeserializeOwned>(
-            doc: &Document<'_>,
-            index: usize,
-            field: Field,
-        ) -> Result<T, SpecError> {
+        fn get<T: DeserializeOwned>(doc: &Document<'_>, index: usize, field: Field) -> Result<T, SpecError> {
             doc.run(ValueSeed::<T>(index, PhantomData))
                 .map_err(|e| doc.yaml_error(&e, Some(field)))
         }
@@ -142,9 +131,7 @@ impl Document<'_> {
             Field::Groups => raw.groups = Some(get(self, index, field)?),
             Field::WidthPerGroup => raw.width_per_group = Some(get(self, index, field)?),
             // `null` is torchvision's `None`: the default.
-            Field::ReplaceStrideWithDilation => {
-                raw.replace_stride_with_dilation = get(self, index, field)?
-            }
+            Field::ReplaceStrideWithDilation => raw.replace_stride_with_dilation = get(self, index, field)?,
             Field::NumClasses => raw.num_classes = Some(get(self, index, field)?),
             Field::Input => raw.input = Some(get(self, index, field)?),
             Field::Widths => raw.widths = Some(get(self, index, field)?),
@@ -155,20 +142,14 @@ impl Document<'_> {
         Ok(())
     }
 
-    fn run<T>(
-        &self,
-        seed: impl for<'de> DeserializeSeed<'de, Value = T>,
-    ) -> Result<T, yaml_serde::Error> {
+    fn run<T>(&self, seed: impl for<'de> DeserializeSeed<'de, Value = T>) -> Result<T, yaml_serde::Error> {
         seed.deserialize(yaml_serde::Deserializer::from_str(self.text))
     }
 
     /// Turns validation diagnostics into positioned errors, in the order of the file.
     fn locate_all(&self, diags: Vec<Diagnostic>) -> SpecErrors {
         let keys = self.keys().unwrap_or_default();
-        let key_index = |field: Field| {
-            keys.iter()
-                .position(|k| k.as_deref() == Some(field.as_str()))
-        };
+        let key_index = |field: Field| keys.iter().position(|k| k.as_deref() == Some(field.as_str()));
         let mut errors: Vec<SpecError> = diags
             .into_iter()
             .map(|d| {
@@ -256,10 +237,7 @@ fn unknown_key_message(key: Option<&str>) -> String {
         }
         _ => {
             let names: Vec<_> = Field::ALL.iter().map(|f| f.as_str()).collect();
-            format!(
-                "unknown field `{key}`, expected one of: {}",
-                names.join(", ")
-            )
+            format!("unknown field `{key}`, expected one of: {}", names.join(", "))
         }
     }
 }

@@ -1,0 +1,3 @@
+//! Back ends: text produced from a compilation.
+
+pub mod dot;

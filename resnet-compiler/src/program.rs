@@ -1,0 +1,357 @@
+//! The Program: a flat list of kernel calls with literal shapes and memory locations.
+//!
+//! Lowered from the fused graph, its shapes and its memory plan. Both emitters and the
+//! reference interpreter read only the Program. Its `Display` is the fused IR's text form:
+//! one line per step, stable, and the format of the snapshot tests.
+
+use std::fmt;
+
+use crate::ir::{Conv, Graph, Linear, MaxPool, Op, Port, Shortcut, module_of};
+use crate::plan::{Loc, MemoryPlan};
+use crate::shape::{Shape, ShapeInfo};
+
+/// A tensor as a step sees it: where it is and its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tensor {
+    /// Where it lives.
+    pub loc: Loc,
+    /// Its shape.
+    pub shape: Shape,
+}
+
+impl fmt::Display for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.loc, self.shape)
+    }
+}
+
+/// A returned tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramOutput {
+    /// `logits`, or a stage name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Shape,
+    /// Its offset in the output buffer, in elements.
+    pub offset: usize,
+}
+
+/// A conv with its fused epilogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvStep {
+    /// The conv's module name: its weights are `{name}.weight`.
+    pub name: String,
+    /// Geometry and what is fused.
+    pub conv: Conv,
+    /// The data input.
+    pub input: Tensor,
+    /// The output.
+    pub output: Tensor,
+    /// An identity shortcut, added before the ReLU (may share the output's memory).
+    pub residual: Option<Tensor>,
+    /// The input of a projection shortcut, read strided as extra K-columns.
+    pub shortcut: Option<Tensor>,
+}
+
+/// One kernel call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    /// A conv with bias, shortcut and ReLU fused.
+    Conv(Box<ConvStep>),
+    /// A max pool.
+    MaxPool {
+        /// Window.
+        pool: MaxPool,
+        /// Input.
+        input: Tensor,
+        /// Output.
+        output: Tensor,
+    },
+    /// Global average pool and flatten.
+    GlobalAvgPool {
+        /// Input.
+        input: Tensor,
+        /// Output, `[N, C]`.
+        output: Tensor,
+    },
+    /// The classifier.
+    Linear {
+        /// Module name: weights `{name}.weight`, `{name}.bias`.
+        name: String,
+        /// Sizes.
+        linear: Linear,
+        /// Input, `[N, in]`.
+        input: Tensor,
+        /// Output, `[N, out]`.
+        output: Tensor,
+    },
+}
+
+/// One kernel call, with the torchvision modules it computes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The modules, e.g. `layer1.0.conv3 + bn3 + downsample.0 + downsample.1 + add + relu`.
+    pub covers: String,
+    /// The call.
+    pub kind: StepKind,
+}
+
+impl Step {
+    /// The output tensor.
+    pub fn output(&self) -> Tensor {
+        match &self.kind {
+            StepKind::Conv(c) => c.output,
+            StepKind::MaxPool { output, .. }
+            | StepKind::GlobalAvgPool { output, .. }
+            | StepKind::Linear { output, .. } => *output,
+        }
+    }
+}
+
+/// A compiled network, ready for an emitter or the interpreter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// The spec's name.
+    pub name: String,
+    /// Input shape, `[N, C, H, W]`.
+    pub input: [usize; 4],
+    /// What is returned, in order, in one output buffer.
+    pub outputs: Vec<ProgramOutput>,
+    /// Length of the output buffer, in elements.
+    pub output_len: usize,
+    /// Arena size in bytes.
+    pub arena_bytes: usize,
+    /// The largest live set of any step, in bytes.
+    pub lower_bound_bytes: usize,
+    /// Alignment of arena offsets, in bytes.
+    pub align_bytes: usize,
+    /// The kernel calls, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Program {
+    /// Lowers the fused graph `g`.
+    pub fn lower(g: &Graph, shapes: &ShapeInfo, plan: &MemoryPlan) -> Program {
+        let tensor = |id| Tensor {
+            loc: plan.loc(id),
+            shape: shapes.get(id),
+        };
+        let mut steps = Vec::new();
+        for id in g.schedule() {
+            let node = g.node(id);
+            let input = || tensor(g.input_at(id, Port::Main).expect("verified: one main input"));
+            let output = tensor(id);
+            let kind = match &node.op {
+                Op::Input => continue,
+                Op::Conv(c) => StepKind::Conv(Box::new(ConvStep {
+                    name: node.name.clone(),
+                    conv: c.clone(),
+                    input: input(),
+                    output,
+                    residual: g.input_at(id, Port::Residual).map(tensor),
+                    shortcut: g.input_at(id, Port::Shortcut).map(tensor),
+                })),
+                Op::MaxPool(pool) => StepKind::MaxPool {
+                    pool: *pool,
+                    input: input(),
+                    output,
+                },
+                Op::GlobalAvgPool => StepKind::GlobalAvgPool {
+                    input: input(),
+                    output,
+                },
+                Op::Linear(linear) => StepKind::Linear {
+                    name: node.name.clone(),
+                    linear: *linear,
+                    input: input(),
+                    output,
+                },
+                Op::BatchNorm(_) | Op::Relu | Op::Add => {
+                    unreachable!("verify_fused rejects unfused {}", node.op.kind())
+                }
+            };
+            steps.push(Step {
+                covers: covers(&node.name, &node.op),
+                kind,
+            });
+        }
+        Program {
+            name: g.name().to_owned(),
+            input: g.input_shape(),
+            outputs: g
+                .outputs()
+                .iter()
+                .map(|o| ProgramOutput {
+                    name: o.name.clone(),
+                    shape: shapes.get(o.node),
+                    offset: match plan.loc(o.node) {
+                        Loc::Output(at) => at,
+                        other => unreachable!("outputs are planned in the output buffer, not {other}"),
+                    },
+                })
+                .collect(),
+            output_len: plan.output_elements,
+            arena_bytes: plan.arena_bytes(),
+            lower_bound_bytes: plan.lower_bound_bytes(),
+            align_bytes: plan.align_elements * crate::plan::ELEMENT_BYTES,
+            steps,
+        }
+    }
+
+    /// Length of the input, in elements.
+    pub fn input_len(&self) -> usize {
+        self.input.iter().product()
+    }
+}
+
+/// The modules a node computes, the first by full name and the others relative to its block:
+/// `layer1.0.conv3 + bn3 + downsample.0 + downsample.1 + add + relu`.
+fn covers(name: &str, op: &Op) -> String {
+    let mut names = vec![name.to_owned()];
+    if let Op::Conv(c) = op {
+        names.extend(c.fused.bn.clone());
+        match &c.fused.shortcut {
+            Some(Shortcut::Identity { add }) => names.push(add.clone()),
+            Some(Shortcut::Projection { conv, bn, add, .. }) => {
+                names.push(conv.clone());
+                names.extend(bn.clone());
+                names.push(add.clone());
+            }
+            None => {}
+        }
+        names.extend(c.fused.relu.as_deref().map(|r| module_of(r).to_owned()));
+    }
+    let prefix = name.rfind('.').map_or("", |i| &name[..=i]);
+    let rest = names[1..].iter().map(|n| n.strip_prefix(prefix).unwrap_or(n));
+    std::iter::once(name).chain(rest).collect::<Vec<_>>().join(" + ")
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "program {} {:?}", self.name, self.input)?;
+        for o in &self.outputs {
+            writeln!(f, "  output {} {} at output[{}]", o.name, o.shape, o.offset)?;
+        }
+        writeln!(
+            f,
+            "  arena {} bytes = {} f32 (lower bound {} bytes), offsets aligned to {} bytes",
+            self.arena_bytes,
+            self.arena_bytes / crate::plan::ELEMENT_BYTES,
+            self.lower_bound_bytes,
+            self.align_bytes
+        )?;
+        for step in &self.steps {
+            write!(f, "  ")?;
+            match &step.kind {
+                StepKind::Conv(s) => {
+                    let c = &s.conv;
+                    write!(
+                        f,
+                        "{} = conv2d({}) {}->{} k{} s{} p{} d{} g{}",
+                        s.output,
+                        s.input.loc,
+                        c.in_channels,
+                        c.out_channels,
+                        c.kernel,
+                        c.stride,
+                        c.padding,
+                        c.dilation,
+                        c.groups
+                    )?;
+                    if c.fused.bn.is_some() {
+                        write!(f, " +bias")?;
+                    }
+                    if let Some(r) = &s.residual {
+                        let in_place = if r.loc == s.output.loc { " in place" } else { "" };
+                        write!(f, " +residual({}{in_place})", r.loc)?;
+                    }
+                    if let (
+                        Some(x),
+                        Some(Shortcut::Projection {
+                            in_channels,
+                            stride,
+                            bn,
+                            ..
+                        }),
+                    ) = (&s.shortcut, &c.fused.shortcut)
+                    {
+                        let bias = if bn.is_some() { " +bias" } else { "" };
+                        write!(
+                            f,
+                            " +projection({} {in_channels}->{} s{stride}{bias})",
+                            x.loc, c.out_channels
+                        )?;
+                    }
+                    if c.fused.relu.is_some() {
+                        write!(f, " +relu")?;
+                    }
+                }
+                StepKind::MaxPool { pool, input, output } => write!(
+                    f,
+                    "{output} = max_pool2d({}) k{} s{} p{}",
+                    input.loc, pool.kernel, pool.stride, pool.padding
+                )?,
+                StepKind::GlobalAvgPool { input, output } => {
+                    write!(f, "{output} = avg_pool2d({})", input.loc)?
+                }
+                StepKind::Linear {
+                    linear,
+                    input,
+                    output,
+                    ..
+                } => write!(
+                    f,
+                    "{output} = linear({}) {}->{} +bias",
+                    input.loc, linear.in_features, linear.out_features
+                )?,
+            }
+            writeln!(f, "  # {}", step.covers)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Fused;
+
+    #[test]
+    fn covers_names_modules_relative_to_the_block() {
+        let conv = Conv {
+            in_channels: 64,
+            out_channels: 256,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+            fused: Fused {
+                bn: Some("layer1.0.bn3".into()),
+                shortcut: Some(Shortcut::Projection {
+                    conv: "layer1.0.downsample.0".into(),
+                    bn: Some("layer1.0.downsample.1".into()),
+                    in_channels: 64,
+                    stride: 1,
+                    add: "layer1.0.add".into(),
+                }),
+                relu: Some("layer1.0.relu_2".into()),
+            },
+        };
+        assert_eq!(
+            covers("layer1.0.conv3", &Op::Conv(conv)),
+            "layer1.0.conv3 + bn3 + downsample.0 + downsample.1 + add + relu"
+        );
+        assert_eq!(
+            covers(
+                "maxpool",
+                &Op::MaxPool(MaxPool {
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1
+                })
+            ),
+            "maxpool"
+        );
+    }
+}
