@@ -4,6 +4,7 @@ mod cli;
 mod golden;
 mod spec_errors;
 mod spec_fuzz;
+mod torchvision_counts;
 
 use std::path::{Path, PathBuf};
 

@@ -38,7 +38,14 @@ impl Graph {
         let mut inplanes = stem_width;
         let mut dilation = 1;
         let mut stage_outputs = Vec::new();
-        for (stage, (&blocks, &planes)) in spec.layers.iter().zip(&spec.widths).enumerate() {
+        // A features head is torchvision's `IntermediateLayerGetter`: the network ends at the
+        // last stage it returns.
+        let stages = match &spec.head {
+            Head::Classifier => spec.stages(),
+            Head::Features(f) => f.iter().max().map_or(spec.stages(), |&last| last + 1),
+        };
+        let stage_specs = spec.layers.iter().zip(&spec.widths).take(stages);
+        for (stage, (&blocks, &planes)) in stage_specs.enumerate() {
             let mut stride = if stage == 0 { 1 } else { 2 };
             let previous_dilation = dilation;
             if stage > 0 && spec.replace_stride_with_dilation[stage - 1] {

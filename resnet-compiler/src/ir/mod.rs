@@ -221,6 +221,15 @@ pub(crate) fn module_of(name: &str) -> &str {
     }
 }
 
+/// One tensor of torchvision's `state_dict` for a module of the graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    /// Its `state_dict` key, e.g. `layer1.0.bn1.running_var`.
+    pub name: String,
+    /// Its shape (`[]` for the scalar `num_batches_tracked`).
+    pub shape: Vec<usize>,
+}
+
 /// One of the values a graph returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -390,6 +399,40 @@ impl Graph {
         self.graph
             .remove_node(id.0)
             .expect("removing a node that is not in the graph")
+    }
+
+    /// torchvision's `state_dict` entries for this graph's modules, in torchvision's order
+    /// (module registration order, which is the order of `forward` for a ResNet).
+    pub fn state_dict(&self) -> Vec<Parameter> {
+        let mut out = Vec::new();
+        let mut push = |module: &str, what: &str, shape: Vec<usize>| {
+            out.push(Parameter {
+                name: format!("{module}.{what}"),
+                shape,
+            })
+        };
+        for id in self.schedule() {
+            let node = self.node(id);
+            match &node.op {
+                Op::Conv(c) => push(
+                    &node.name,
+                    "weight",
+                    vec![c.out_channels, c.in_channels / c.groups, c.kernel, c.kernel],
+                ),
+                Op::BatchNorm(bn) => {
+                    for what in ["weight", "bias", "running_mean", "running_var"] {
+                        push(&node.name, what, vec![bn.channels]);
+                    }
+                    push(&node.name, "num_batches_tracked", vec![]);
+                }
+                Op::Linear(l) => {
+                    push(&node.name, "weight", vec![l.out_features, l.in_features]);
+                    push(&node.name, "bias", vec![l.out_features]);
+                }
+                Op::Input | Op::Relu | Op::MaxPool(_) | Op::Add | Op::GlobalAvgPool => {}
+            }
+        }
+        out
     }
 
     /// The underlying petgraph, for the DOT writer.
