@@ -2,6 +2,7 @@
 
 mod cli;
 mod golden;
+mod numerics;
 mod spec_errors;
 mod spec_fuzz;
 mod torchvision_counts;

@@ -37,6 +37,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write generated code: `<name>.rs` and, with weights, `<name>-<hash>.weights`.
+    Emit {
+        /// The language.
+        #[arg(value_enum)]
+        lang: Lang,
+        /// The spec file (YAML).
+        spec: PathBuf,
+        /// Embed this torchvision state_dict (safetensors); without it, the code loads weights at run time.
+        #[arg(long, conflicts_with = "synthetic_weights")]
+        weights: Option<PathBuf>,
+        /// Embed deterministic synthetic weights with this seed (for footprint and speed work).
+        #[arg(long, value_name = "SEED")]
+        synthetic_weights: Option<u64>,
+        /// The output directory (created if missing).
+        #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
+        out_dir: PathBuf,
+    },
     /// Print the graph as Graphviz DOT.
     Graph {
         /// The spec file (YAML).
@@ -45,6 +62,12 @@ enum Command {
         #[arg(long)]
         fused: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Lang {
+    /// A Rust module calling `resnet_runtime`.
+    Rust,
 }
 
 /// Why a run failed: the errors of a spec (printed one per line), or anything else.
@@ -136,6 +159,28 @@ fn execute(args: &Args, out: &mut dyn Write) -> Result<(), Failure> {
             } else {
                 write!(out, "{summary}").context("writing to stdout")?;
             }
+        }
+        Command::Emit {
+            lang: Lang::Rust,
+            spec,
+            weights,
+            synthetic_weights,
+            out_dir,
+        } => {
+            let mut b = crate::build::Builder::new(spec)
+                .out_dir(out_dir)
+                .rerun_if_changed(false);
+            if let Some(w) = weights {
+                b = b.weights(w);
+            }
+            if let Some(seed) = synthetic_weights {
+                b = b.synthetic_weights(*seed);
+            }
+            let written = b.write().map_err(|e| match e {
+                crate::build::BuildError::Spec(errors) => Failure::Spec(errors),
+                other => Failure::Other(other.into()),
+            })?;
+            writeln!(out, "wrote {written}").context("writing to stdout")?;
         }
         Command::Graph { spec, fused } => {
             let c = compile(&load(spec)?)?;

@@ -5,6 +5,7 @@
 //! every tensor has a place in one statically planned arena ([`plan`]).
 
 pub mod back;
+pub mod build;
 pub mod cli;
 pub mod ir;
 pub mod passes;
@@ -13,7 +14,9 @@ pub mod program;
 pub mod shape;
 pub mod spec;
 pub mod summary;
+pub mod synth;
 pub mod valid;
+pub mod weights;
 
 use ir::Graph;
 use plan::MemoryPlan;
@@ -76,7 +79,7 @@ pub fn compile(spec: &Spec, options: &Options) -> Result<Compilation, Error> {
         source: e.into(),
     })?;
     let plan = plan::plan(&fused, &fused_shapes, options.align_bytes);
-    let program = Program::lower(&fused, &fused_shapes, &plan);
+    let program = Program::lower(spec, &fused, &fused_shapes, &plan);
     Ok(Compilation {
         spec: spec.clone(),
         graph,

@@ -127,11 +127,14 @@ pub struct Program {
     pub align_bytes: usize,
     /// The kernel calls, in order.
     pub steps: Vec<Step>,
+    /// `state_dict` prefixes of torchvision's full model that this one drops (a features head
+    /// ends at its last stage: `fc.` and the later stages), accepted and ignored when loading.
+    pub unused_prefixes: Vec<String>,
 }
 
 impl Program {
-    /// Lowers the fused graph `g`.
-    pub fn lower(g: &Graph, shapes: &ShapeInfo, plan: &MemoryPlan) -> Program {
+    /// Lowers the fused graph `g` of `spec`.
+    pub fn lower(spec: &crate::spec::Spec, g: &Graph, shapes: &ShapeInfo, plan: &MemoryPlan) -> Program {
         let tensor = |id| Tensor {
             loc: plan.loc(id),
             shape: shapes.get(id),
@@ -195,6 +198,14 @@ impl Program {
             lower_bound_bytes: plan.lower_bound_bytes(),
             align_bytes: plan.align_elements * crate::plan::ELEMENT_BYTES,
             steps,
+            unused_prefixes: match &spec.head {
+                crate::spec::Head::Classifier => Vec::new(),
+                crate::spec::Head::Features(f) => {
+                    let last = f.iter().max().map_or(0, |&s| s + 1);
+                    let later = (last..spec.stages()).map(|s| format!("layer{}.", s + 1));
+                    later.chain(["fc.".to_owned()]).collect()
+                }
+            },
         }
     }
 

@@ -1,3 +1,4 @@
 //! Back ends: text produced from a compilation.
 
 pub mod dot;
+pub mod rust;

@@ -1,0 +1,149 @@
+//! A speed report, not an assertion: with `RESNET_RUNTIME_BENCH=1`, times the conv kernel on
+//! resnet50 layer shapes and prints GFLOP/s (2 * MACs / s), single-threaded. Run it as
+//! `RESNET_RUNTIME_BENCH=1 cargo test --release -p resnet-runtime bench -- --nocapture`.
+//! Without the variable it only checks that each shape runs.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use super::reference::{ConvData, Rng};
+use super::{Residual, conv2d, conv2d_dyn};
+use crate::geom::{ConvGeom, ConvShape};
+use crate::pack::{pack_conv, packed_conv_len};
+
+macro_rules! shapes {
+    ($($name:ident = $label:literal: $geom:expr;)*) => {
+        $(
+            #[derive(Debug)]
+            struct $name;
+            impl ConvShape for $name {
+                const GEOM: ConvGeom = $geom;
+            }
+        )*
+        /// `(label, geometry, run with the geometry as a constant)`.
+        const SHAPES: &[(&str, ConvGeom, Runner)] = &[$(($label, $name::GEOM, conv2d::<$name>),)*];
+    };
+}
+
+type Runner = fn(&[f32], &[f32], &[f32], Option<&[f32]>, Residual<'_>, &mut [f32]);
+
+/// `conv_geom` as a `const fn`, for the shapes below (no shortcut, no residual, ReLU).
+const fn geom(c: usize, hw: usize, o: usize, k: usize, s: usize, pad: usize) -> ConvGeom {
+    let ohw = (hw + 2 * pad - k) / s + 1;
+    ConvGeom {
+        n: 1,
+        c,
+        h: hw,
+        w: hw,
+        o,
+        oh: ohw,
+        ow: ohw,
+        k,
+        stride: s,
+        pad,
+        dilation: 1,
+        groups: 1,
+        shortcut: None,
+        residual: false,
+        relu: true,
+    }
+}
+
+/// A bottleneck's conv3: 1x1 `c -> o` on `hw`, plus a projection of `sc` channels with
+/// stride `ss` (`None`: identity residual instead), then ReLU.
+const fn conv3(c: usize, hw: usize, o: usize, sc: Option<(usize, usize)>) -> ConvGeom {
+    let mut g = geom(c, hw, o, 1, 1, 0);
+    match sc {
+        Some((c, ss)) => {
+            g.shortcut = Some(crate::geom::ShortcutGeom {
+                c,
+                h: hw * ss,
+                w: hw * ss,
+                stride: ss,
+            })
+        }
+        None => g.residual = true,
+    }
+    g
+}
+
+shapes! {
+    Stem = "conv1 3->64 7x7/2 224": geom(3, 224, 64, 7, 2, 3);
+    L1c1 = "layer1.0.conv1 64->64 1x1 56": geom(64, 56, 64, 1, 1, 0);
+    L1c2 = "layer1.0.conv2 64->64 3x3 56": geom(64, 56, 64, 3, 1, 1);
+    L1c3 = "layer1.0.conv3+ds 64->256 1x1 56, sc 64": conv3(64, 56, 256, Some((64, 1)));
+    L2c2 = "layer2.0.conv2 128->128 3x3/2 56": geom(128, 56, 128, 3, 2, 1);
+    L2c3 = "layer2.1.conv3 128->512 1x1 28 +res": conv3(128, 28, 512, None);
+    L3c1 = "layer3.0.conv1 512->256 1x1 28": geom(512, 28, 256, 1, 1, 0);
+    L3c2 = "layer3.1.conv2 256->256 3x3 14": geom(256, 14, 256, 3, 1, 1);
+    L4c2 = "layer4.1.conv2 512->512 3x3 7": geom(512, 7, 512, 3, 1, 1);
+    L4c3 = "layer4.0.conv3+ds 512->2048 1x1 7, sc 1024/2": conv3(512, 7, 2048, Some((1024, 2)));
+}
+
+/// Best time of a few repetitions, each repeating `f` for at least `min` in total.
+fn time(min: Duration, mut f: impl FnMut()) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let (mut reps, start) = (0u32, Instant::now());
+        while start.elapsed() < min || reps == 0 {
+            f();
+            reps += 1;
+        }
+        best = best.min(start.elapsed().as_secs_f64() / f64::from(reps));
+    }
+    best
+}
+
+#[test]
+fn bench_resnet50_layers() {
+    let report = std::env::var_os("RESNET_RUNTIME_BENCH").is_some_and(|v| v == "1");
+    let min = if report {
+        Duration::from_millis(200)
+    } else {
+        Duration::ZERO
+    };
+    if report {
+        println!(
+            "MR = {}, NR = {}; GFLOP/s = 2 * MACs / s, one thread",
+            crate::pack::MR,
+            super::NR
+        );
+    }
+    // `RESNET_RUNTIME_BENCH_ONLY=text` times only the shapes whose label contains `text`.
+    let only = std::env::var("RESNET_RUNTIME_BENCH_ONLY").unwrap_or_default();
+    let mut rng = Rng::new(1);
+    for &(label, g, run) in SHAPES.iter().filter(|s| s.0.contains(only.as_str())) {
+        if !report && g.macs() > 20_000_000 && cfg!(debug_assertions) {
+            continue; // unoptimized test builds only smoke-test the small shapes
+        }
+        let d = ConvData::random(g, &mut rng);
+        let mut packed = vec![0.0; packed_conv_len(&g)];
+        pack_conv(&g, &d.w, g.shortcut.map(|_| &d.ws[..]), &mut packed);
+        let sc = g.shortcut.map(|_| &d.shortcut[..]);
+        let res = if g.residual {
+            Residual::Separate(&d.residual)
+        } else {
+            Residual::None
+        };
+        let mut out = vec![0.0; g.output_len()];
+        let t_const = time(min, || {
+            run(&packed, &d.bias, &d.input, sc, res, black_box(&mut out))
+        });
+        let mut out_dyn = vec![0.0; g.output_len()];
+        let gd = black_box(g);
+        let t_dyn = time(min, || {
+            conv2d_dyn(&gd, &packed, &d.bias, &d.input, sc, res, black_box(&mut out_dyn))
+        });
+        assert!(out.iter().zip(&out_dyn).all(|(a, b)| a.to_bits() == b.to_bits()));
+        if report {
+            let flop = 2.0 * g.macs() as f64;
+            println!(
+                "{label:46} {:7.1} MMAC  const {:6.2} GFLOP/s ({:8.3} ms)  dyn {:6.2} GFLOP/s",
+                g.macs() as f64 / 1e6,
+                flop / t_const / 1e9,
+                t_const * 1e3,
+                flop / t_dyn / 1e9,
+            );
+        }
+    }
+}

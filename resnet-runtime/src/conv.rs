@@ -1,0 +1,850 @@
+//! 2-D convolution over weights packed by [`crate::pack`].
+//!
+//! # Algorithm
+//!
+//! An implicit GEMM per image and group: `out[M x N] = W[M x K] * X[K x N]` with
+//! `M` = the group's output channels (in panels of [`MR`], the packed layout),
+//! `N` = the image's output pixels flattened as `y * ow + x` (in tiles of [`NR`] that may wrap
+//! from one output row to the next), and `K` = [`ConvGeom::k_total`]: the main taps
+//! `(ci, i, j)` followed by the shortcut's channels. `X` is never materialized: for each `k`
+//! the kernel loads the [`NR`] input values of its tile straight from the NCHW input, with
+//! zero at padded positions, and adds the `MR x NR` outer product of the weight vector and
+//! those values into an `MR x NR` register tile. The tile's full-`K` sum stays in registers,
+//! then the epilogue (bias, residual, ReLU) stores it.
+//!
+//! Input loads take the cheapest form the tile allows, decided per tile and per tap:
+//! contiguous (the lanes read consecutive input pixels: stride 1 within a row, or any 1x1
+//! stride-1 unpadded conv), gathered through per-lane offsets (tiles that wrap rows, strides),
+//! or gathered with a per-lane bounds check (taps that reach the padding).
+//!
+//! # Blocking
+//!
+//! Per image and group, the output pixels are cut into blocks whose input footprint is about
+//! [`BLOCK_BYTES`]; for each block, each panel of weights (up to `K x MR` floats) is streamed
+//! once per tile of the block, so it stays in cache across the block's tiles while the
+//! block's input rows stay in cache across the panels.
+//!
+//! # Accumulation order (the numeric contract)
+//!
+//! The value of an output element depends only on the geometry and the operands, never on
+//! tiling, blocking or how work is split. For output `(b, o, y, x)`, in f32, with every
+//! product rounded to f32 before it is added (no fused multiply-add):
+//!
+//! ```text
+//! acc = +0.0
+//! for ci in 0..c/groups, for i in 0..k, for j in 0..k (this nesting, each ascending):
+//!     acc = acc + W[o, ci, i, j] * x      x = in[b, g*cg + ci, y*s - p + i*d, x*s - p + j*d],
+//!                                         or +0.0 for a padded position (the term is still added)
+//! for cs in 0..sc (ascending; only with a shortcut):
+//!     acc = acc + Ws[o, cs] * sc[b, cs, y*ss, x*ss]
+//! v = acc + bias[o]
+//! v = v + res[b, o, y, x]                 (only with a residual)
+//! v = if v < 0.0 { 0.0 } else { v }       (only with relu; NaN passes through)
+//! out[b, o, y, x] = v
+//! ```
+
+use core::ops::Range;
+
+use crate::geom::{ConvGeom, ConvShape};
+use crate::pack::{MR, panels_per_group};
+
+#[cfg(test)]
+#[path = "reference.rs"]
+pub(crate) mod reference;
+
+#[cfg(test)]
+#[path = "bench.rs"]
+mod bench;
+
+/// Output pixels per register tile: the column count of the kernel's `MR x NR` accumulator.
+///
+/// Chosen per target so the accumulator fits the vector registers: 8 with AVX (one 256-bit
+/// register per pixel column, 8 accumulators out of 16 registers), 4 otherwise (SSE2 and
+/// NEON have 16 or 32 128-bit registers: 8 accumulators). Results do not depend on it.
+pub const NR: usize = if cfg!(target_feature = "avx") { 8 } else { 6 };
+
+/// The input footprint (bytes) of one block of output pixels; see the module docs.
+pub const BLOCK_BYTES: usize = 256 * 1024;
+
+/// The identity shortcut of a conv's epilogue.
+#[derive(Debug, Clone, Copy)]
+pub enum Residual<'a> {
+    /// No residual (`ConvGeom::residual == false`).
+    None,
+    /// The residual is the output buffer's previous contents: each element is read once, at
+    /// the index the result is then written to.
+    InPlace,
+    /// The residual is this `[n, o, oh, ow]` tensor.
+    Separate(&'a [f32]),
+}
+
+/// Computes the conv `S::GEOM` (see [`ConvGeom`]) into `out`.
+///
+/// - `packed`: the weights as [`crate::pack::pack_conv`] laid them out, shortcut columns
+///   included; `bias`: `o` values (the folded BatchNorm bias, shortcut bias added).
+/// - `input`: `[n, c, h, w]`; `shortcut`: `[n, sc, sh, sw]` iff the geometry has a shortcut.
+/// - `out`: `[n, o, oh, ow]`, fully overwritten (read first when `residual` is `InPlace`).
+///
+/// The arithmetic of each element is given in the [module docs](self).
+pub fn conv2d<S: ConvShape>(
+    packed: &[f32],
+    bias: &[f32],
+    input: &[f32],
+    shortcut: Option<&[f32]>,
+    residual: Residual<'_>,
+    out: &mut [f32],
+) {
+    conv2d_dyn(&S::GEOM, packed, bias, input, shortcut, residual, out)
+}
+
+/// [`conv2d`] with the geometry as a value. Inlined into `conv2d`, where `g` is a constant.
+#[inline(always)]
+pub fn conv2d_dyn(
+    g: &ConvGeom,
+    packed: &[f32],
+    bias: &[f32],
+    input: &[f32],
+    shortcut: Option<&[f32]>,
+    residual: Residual<'_>,
+    out: &mut [f32],
+) {
+    let ops = Operands {
+        packed,
+        bias,
+        input,
+        shortcut: shortcut.unwrap_or(&[]),
+        residual,
+    };
+    conv_jobs(g, &ops, 0..job_count(g), out);
+}
+
+/// The read-only operands of a call, as [`conv2d`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    packed: &'a [f32],
+    bias: &'a [f32],
+    input: &'a [f32],
+    /// Empty without a shortcut.
+    shortcut: &'a [f32],
+    residual: Residual<'a>,
+}
+
+/// Units of work: one panel of [`MR`] output channels of one group of one image, ordered
+/// `(b, group, panel)`. Each writes output channels `[gi*og + p*MR, gi*og + min((p+1)*MR, og))`
+/// of image `b`, and consecutive jobs write consecutive memory, so a range of jobs owns one
+/// contiguous slice of `out` ([`jobs_output_range`]): the unit a threaded caller splits.
+pub(crate) const fn job_count(g: &ConvGeom) -> usize {
+    g.n * g.groups * panels_per_group(g)
+}
+
+/// The `(b, gi, p)` of job `q`.
+const fn job_coords(g: &ConvGeom, q: usize) -> (usize, usize, usize) {
+    let ppg = panels_per_group(g);
+    (q / (g.groups * ppg), q / ppg % g.groups, q % ppg)
+}
+
+/// The output element range that jobs `jobs` write.
+pub(crate) const fn jobs_output_range(g: &ConvGeom, jobs: Range<usize>) -> Range<usize> {
+    let ohw = g.oh * g.ow;
+    let og = g.o / g.groups;
+    let start = if jobs.start >= job_count(g) {
+        g.output_len()
+    } else {
+        let (b, gi, p) = job_coords(g, jobs.start);
+        (b * g.o + gi * og + p * MR) * ohw
+    };
+    let end = if jobs.end <= jobs.start {
+        start
+    } else {
+        let (b, gi, p) = job_coords(g, jobs.end - 1);
+        let rows = if (p + 1) * MR < og { (p + 1) * MR } else { og };
+        (b * g.o + gi * og + rows) * ohw
+    };
+    start..end
+}
+
+/// Runs jobs `jobs` (see [`job_count`]); `out` is exactly their [`jobs_output_range`] of the
+/// output, and `ops.residual`, when `Separate`, is the whole `[n, o, oh, ow]` tensor.
+#[inline(always)]
+pub(crate) fn conv_jobs(g: &ConvGeom, ops: &Operands<'_>, jobs: Range<usize>, out: &mut [f32]) {
+    let ohw = g.oh * g.ow;
+    let og = g.o / g.groups;
+    let ppg = panels_per_group(g);
+    debug_assert!(g.groups >= 1 && g.o.is_multiple_of(g.groups) && g.c.is_multiple_of(g.groups));
+    debug_assert!(g.k >= 1 && g.stride >= 1 && g.dilation >= 1 && g.h >= 1 && g.w >= 1);
+    debug_assert!(g.c >= g.groups && g.o >= g.groups, "every group has channels");
+    debug_assert!(
+        g.shortcut.is_none() || g.groups == 1,
+        "a conv with a shortcut has one group"
+    );
+    debug_assert_eq!(
+        g.oh,
+        (g.h + 2 * g.pad - g.dilation * (g.k - 1) - 1) / g.stride + 1
+    );
+    debug_assert_eq!(
+        g.ow,
+        (g.w + 2 * g.pad - g.dilation * (g.k - 1) - 1) / g.stride + 1
+    );
+    if let Some(s) = g.shortcut {
+        debug_assert!(s.stride >= 1 && (g.oh - 1) * s.stride < s.h && (g.ow - 1) * s.stride < s.w);
+    }
+    debug_assert_eq!(ops.packed.len(), crate::pack::packed_conv_len(g));
+    debug_assert_eq!(ops.bias.len(), g.o);
+    debug_assert_eq!(ops.input.len(), g.input_len());
+    debug_assert_eq!(ops.shortcut.len(), g.shortcut_len());
+    debug_assert!(jobs.start <= jobs.end && jobs.end <= job_count(g));
+    let range = jobs_output_range(g, jobs.clone());
+    debug_assert_eq!(out.len(), range.len());
+    debug_assert_eq!(g.residual, !matches!(ops.residual, Residual::None));
+    if let Residual::Separate(r) = ops.residual {
+        debug_assert_eq!(r.len(), g.output_len());
+    }
+    if ohw == 0 {
+        return;
+    }
+
+    // Split the job range into runs that share (b, gi) and hand each its slice of `out`.
+    let mut rest = out;
+    let mut abs = range.start;
+    let mut q = jobs.start;
+    while q < jobs.end {
+        let (b, gi, p_lo) = job_coords(g, q);
+        let p_hi = if jobs.end - q < ppg - p_lo {
+            p_lo + (jobs.end - q)
+        } else {
+            ppg
+        };
+        let rows = if p_hi * MR < og { p_hi * MR } else { og } - p_lo * MR;
+        let (run, tail) = rest.split_at_mut(rows * ohw);
+        let residual = match ops.residual {
+            Residual::Separate(r) => Residual::Separate(&r[abs..abs + run.len()]),
+            other => other,
+        };
+        let run_ops = Operands { residual, ..*ops };
+        conv_run(g, &run_ops, b, gi, p_lo..p_hi, run);
+        abs += run.len();
+        rest = tail;
+        q += p_hi - p_lo;
+    }
+}
+
+/// Panels `panels` of group `gi` of image `b`; `out` (and a `Separate` residual) are exactly
+/// the output channels those panels write.
+#[inline(always)]
+fn conv_run(g: &ConvGeom, ops: &Operands<'_>, b: usize, gi: usize, panels: Range<usize>, out: &mut [f32]) {
+    let ohw = g.oh * g.ow;
+    let hw = g.h * g.w;
+    let og = g.o / g.groups;
+    let cg = g.c / g.groups;
+    let k_total = g.k_total();
+    let k_main = g.k_main();
+    let ppg = panels_per_group(g);
+    let input = &ops.input[(b * g.c + gi * cg) * hw..][..cg * hw];
+    let (sc_c, sc_hw) = match g.shortcut {
+        Some(s) => (s.c, s.h * s.w),
+        None => (0, 0),
+    };
+    let shortcut = &ops.shortcut[b * sc_c * sc_hw..][..sc_c * sc_hw];
+    let (all_a, _) = ops.packed.as_chunks::<MR>();
+
+    // Pixels per block: the block's input footprint (each output pixel owns about
+    // `stride^2` input pixels per channel) near BLOCK_BYTES, at least one tile.
+    let sc_stride = g.shortcut.map_or(0, |s| s.stride);
+    let px_bytes = 4 * (cg * g.stride * g.stride + sc_c * sc_stride * sc_stride);
+    let block = (BLOCK_BYTES / px_bytes.max(1)).max(NR) / NR * NR;
+
+    let mut blk = 0;
+    while blk < ohw {
+        let blk_end = if ohw - blk < block { ohw } else { blk + block };
+        for p in panels.clone() {
+            let local = (p - panels.start) * MR;
+            let rows = if og - p * MR < MR { og - p * MR } else { MR };
+            let a = &all_a[(gi * ppg + p) * k_total..][..k_total];
+            let (a_main, a_sc) = a.split_at(k_main);
+            let bias = &ops.bias[gi * og + p * MR..][..rows];
+            let mut p0 = blk;
+            while p0 < blk_end {
+                let nv = if blk_end - p0 < NR { blk_end - p0 } else { NR };
+                let tile = Tile::new(g, p0, nv);
+                let mut acc = [[0.0f32; MR]; NR];
+                tile.main(g, &mut acc, a_main, input);
+                if sc_c > 0 {
+                    tile.shortcut(&mut acc, a_sc, shortcut, sc_hw);
+                }
+                epilogue(g, &acc, bias, ops.residual, out, local, p0, nv, ohw);
+                p0 += NR;
+            }
+        }
+        blk = blk_end;
+    }
+}
+
+/// `acc[j][r] += a[r] * b[j]`: the rank-1 update of the register tile, one GEMM step. Written
+/// over fixed-size arrays so that LLVM keeps `acc` in registers and vectorizes over `r`.
+#[inline(always)]
+fn step(acc: &mut [[f32; MR]; NR], a: &[f32; MR], b: &[f32; NR]) {
+    for j in 0..NR {
+        let bj = b[j];
+        for r in 0..MR {
+            acc[j][r] += a[r] * bj;
+        }
+    }
+}
+
+/// `NR` consecutive values of `plane` from `off`.
+#[inline(always)]
+fn load(plane: &[f32], off: usize) -> [f32; NR] {
+    let mut v = [0.0; NR];
+    v.copy_from_slice(&plane[off..off + NR]);
+    v
+}
+
+/// `NR` values of `plane` from `off`, `s` apart.
+#[inline(always)]
+fn load_strided(plane: &[f32], off: usize, s: usize) -> [f32; NR] {
+    let mut v = [0.0; NR];
+    for (d, &x) in v
+        .iter_mut()
+        .zip(plane[off..off + (NR - 1) * s + 1].iter().step_by(s))
+    {
+        *d = x;
+    }
+    v
+}
+
+/// The geometry of one tile's `NR` lanes. Lanes past the image's last pixel (`j >= nv`)
+/// repeat the last real lane, so they read valid memory; their results are not stored.
+#[derive(Debug)]
+struct Tile {
+    /// Top-left input coordinates of each lane's window: `y*s - p`, `x*s - p`.
+    iy0: [isize; NR],
+    ix0: [isize; NR],
+    /// `iy0 * w + ix0`: the window origin as an offset in an input plane (may be negative).
+    base: [isize; NR],
+    /// Extremes of `iy0` and `ix0` over the lanes: a tap `(i, j)` is in range for every
+    /// lane iff `iy_min + i*d >= 0`, `iy_max + i*d < h` and likewise for columns.
+    iy_min: isize,
+    iy_max: isize,
+    ix_min: isize,
+    ix_max: isize,
+    /// `base[j] == base[0] + j` for all lanes: the tile reads consecutive input pixels.
+    contig: bool,
+    /// `base[j] == base[0] + j * stride` for all lanes (one output row).
+    strided: bool,
+    /// The shortcut pixel of each lane as an offset in a shortcut plane.
+    sc: [usize; NR],
+    /// `sc[j] == sc[0] + j` for all lanes.
+    sc_contig: bool,
+}
+
+impl Tile {
+    #[inline(always)]
+    fn new(g: &ConvGeom, p0: usize, nv: usize) -> Self {
+        let (sc_s, sc_w) = g.shortcut.map_or((0, 0), |s| (s.stride, s.w));
+        let (mut y, mut x) = (p0 / g.ow, p0 % g.ow);
+        let mut t = Tile {
+            iy0: [0; NR],
+            ix0: [0; NR],
+            base: [0; NR],
+            iy_min: isize::MAX,
+            iy_max: isize::MIN,
+            ix_min: isize::MAX,
+            ix_max: isize::MIN,
+            contig: nv == NR,
+            strided: nv == NR,
+            sc: [0; NR],
+            sc_contig: nv == NR,
+        };
+        for j in 0..NR {
+            let iy = (y * g.stride) as isize - g.pad as isize;
+            let ix = (x * g.stride) as isize - g.pad as isize;
+            t.iy0[j] = iy;
+            t.ix0[j] = ix;
+            t.base[j] = iy * g.w as isize + ix;
+            t.iy_min = t.iy_min.min(iy);
+            t.iy_max = t.iy_max.max(iy);
+            t.ix_min = t.ix_min.min(ix);
+            t.ix_max = t.ix_max.max(ix);
+            t.contig &= t.base[j] == t.base[0] + j as isize;
+            t.strided &= t.base[j] == t.base[0] + (j * g.stride) as isize;
+            t.sc[j] = y * sc_s * sc_w + x * sc_s;
+            t.sc_contig &= t.sc[j] == t.sc[0] + j;
+            if j + 1 < nv {
+                x += 1;
+                if x == g.ow {
+                    x = 0;
+                    y += 1;
+                }
+            }
+        }
+        t
+    }
+
+    /// Adds the main part, `K = (ci, i, j)` ascending, into `acc`.
+    #[inline(always)]
+    fn main(&self, g: &ConvGeom, acc: &mut [[f32; MR]; NR], a: &[[f32; MR]], input: &[f32]) {
+        let (h, w) = (g.h as isize, g.w as isize);
+        let d = g.dilation as isize;
+        let reach = (g.k as isize - 1) * d;
+        let interior =
+            self.iy_min >= 0 && self.iy_max + reach < h && self.ix_min >= 0 && self.ix_max + reach < w;
+        let hw = g.h * g.w;
+        let (dw, du) = (g.w * g.dilation, g.dilation);
+        if interior {
+            // Every tap of every lane is in range: offsets are non-negative and in bounds.
+            let base = self.base[0] as usize;
+            if self.contig {
+                taps(g.k, acc, a, input, hw, &Contig { base, dw, du });
+            } else if self.strided {
+                taps(g.k, acc, a, input, hw, &Strided { base, dw, du, s: g.stride });
+            } else {
+                let base = core::array::from_fn(|l| self.base[l] as usize);
+                taps(g.k, acc, a, input, hw, &Gather { base, dw, du });
+            }
+        } else if g.k * g.k <= TABLE_TAPS && hw <= i32::MAX as usize {
+            taps(g.k, acc, a, input, hw, &TapTable::new(self, g));
+        } else {
+            // Kernels too large for a table: classify each tap on the fly.
+            taps(g.k, acc, a, input, hw, &OnTheFly { tile: self, g });
+        }
+    }
+
+    /// Lane `l`'s input offset for the tap at `(dy, dx) = (i*d, j*d)`, `None` in the padding.
+    #[inline(always)]
+    fn tap_offset(&self, g: &ConvGeom, l: usize, dy: isize, dx: isize) -> Option<usize> {
+        // A negative coordinate becomes a huge `usize` and fails the bound test.
+        let (iy, ix) = ((self.iy0[l] + dy) as usize, (self.ix0[l] + dx) as usize);
+        if iy < g.h && ix < g.w {
+            Some(iy * g.w + ix)
+        } else {
+            None
+        }
+    }
+
+    /// Adds the shortcut's columns, `cs` ascending, into `acc`.
+    #[inline(always)]
+    fn shortcut(&self, acc: &mut [[f32; MR]; NR], a: &[[f32; MR]], sc: &[f32], sc_hw: usize) {
+        if self.sc_contig {
+            let off = self.sc[0];
+            for (a, plane) in a.iter().zip(sc.chunks_exact(sc_hw)) {
+                step(acc, a, &load(plane, off));
+            }
+        } else {
+            for (a, plane) in a.iter().zip(sc.chunks_exact(sc_hw)) {
+                step(acc, a, &core::array::from_fn(|l| plane[self.sc[l]]));
+            }
+        }
+    }
+}
+
+/// Loads the tile's input values of one main tap.
+trait Fetch {
+    /// The `NR` lane values of tap `(i, j)` (`t = i * k + j`) in channel plane `plane`.
+    fn fetch(&self, plane: &[f32], i: usize, j: usize, t: usize) -> [f32; NR];
+}
+
+/// Interior tile, consecutive lanes: one contiguous load per tap.
+struct Contig {
+    base: usize,
+    /// `w * dilation` and `dilation`: the offset steps of `i` and `j`.
+    dw: usize,
+    du: usize,
+}
+
+impl Fetch for Contig {
+    #[inline(always)]
+    fn fetch(&self, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
+        load(plane, self.base + i * self.dw + j * self.du)
+    }
+}
+
+/// Interior tile within one output row, stride `s`: lanes `s` apart.
+struct Strided {
+    base: usize,
+    dw: usize,
+    du: usize,
+    s: usize,
+}
+
+impl Fetch for Strided {
+    #[inline(always)]
+    fn fetch(&self, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
+        load_strided(plane, self.base + i * self.dw + j * self.du, self.s)
+    }
+}
+
+/// Interior tile, any lanes: one load per lane.
+struct Gather {
+    base: [usize; NR],
+    dw: usize,
+    du: usize,
+}
+
+impl Fetch for Gather {
+    #[inline(always)]
+    fn fetch(&self, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
+        let off = i * self.dw + j * self.du;
+        core::array::from_fn(|l| plane[self.base[l] + off])
+    }
+}
+
+/// Border tile of a kernel too large for a [`TapTable`]: bounds per tap and lane.
+struct OnTheFly<'a> {
+    tile: &'a Tile,
+    g: &'a ConvGeom,
+}
+
+impl Fetch for OnTheFly<'_> {
+    #[inline(always)]
+    fn fetch(&self, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
+        let (t, g) = (self.tile, self.g);
+        let (dy, dx) = ((i * g.dilation) as isize, (j * g.dilation) as isize);
+        core::array::from_fn(|l| t.tap_offset(g, l, dy, dx).map_or(0.0, |o| plane[o]))
+    }
+}
+
+/// Runs the main taps in K order: for each input channel `ci` (one plane of `input`, `hw`
+/// elements), kernel rows `i`, kernel columns `j`, one [`step`] with the tap's weights and
+/// the values `f` loads.
+#[inline(always)]
+fn taps<F: Fetch>(k: usize, acc: &mut [[f32; MR]; NR], a: &[[f32; MR]], input: &[f32], hw: usize, f: &F) {
+    if k == 1 {
+        for (a, plane) in a.iter().zip(input.chunks_exact(hw)) {
+            step(acc, a, &f.fetch(plane, 0, 0, 0));
+        }
+    } else {
+        for (a_ci, plane) in a.chunks_exact(k * k).zip(input.chunks_exact(hw)) {
+            for (i, a_i) in a_ci.chunks_exact(k).enumerate() {
+                for (j, a) in a_i.iter().enumerate() {
+                    step(acc, a, &f.fetch(plane, i, j, i * k + j));
+                }
+            }
+        }
+    }
+}
+
+/// Kernel taps (`k * k`) up to which a border tile precomputes its [`TapTable`]: 7x7, the
+/// largest ResNet kernel. The table takes `TABLE_TAPS * (NR + 2) * 4` bytes of stack.
+const TABLE_TAPS: usize = 49;
+
+/// How one tap `t = i * k + j` of a border tile loads its lanes, the same for every channel.
+#[derive(Debug, Clone, Copy)]
+enum TapKind {
+    /// Every lane in range, consecutive: `NR` values from `start`.
+    Contig,
+    /// Consecutive lanes whose window `[start, start + NR)` lies inside the plane, some of
+    /// them padding: load the window and zero the lanes with `off < 0`.
+    ContigMasked,
+    /// Each lane from `off[l]`, zero where `off[l] < 0`.
+    Gather,
+}
+
+/// A border tile's per-tap load plan, built once per tile and reused for every channel.
+#[derive(Debug)]
+struct TapTable {
+    /// Lane offsets in the plane per tap, `-1` for padding.
+    off: [[i32; NR]; TABLE_TAPS],
+    /// The contiguous window's start per tap (meaningful for the `Contig*` kinds).
+    start: [u32; TABLE_TAPS],
+    kind: [TapKind; TABLE_TAPS],
+}
+
+impl Fetch for TapTable {
+    #[inline(always)]
+    fn fetch(&self, plane: &[f32], _: usize, _: usize, t: usize) -> [f32; NR] {
+        let off = &self.off[t];
+        match self.kind[t] {
+            TapKind::Contig => load(plane, self.start[t] as usize),
+            TapKind::ContigMasked => {
+                let v = load(plane, self.start[t] as usize);
+                core::array::from_fn(|l| if off[l] >= 0 { v[l] } else { 0.0 })
+            }
+            TapKind::Gather => core::array::from_fn(|l| {
+                // Offset 0 stands in for padding so the load needs no branch; its value is
+                // then replaced by zero.
+                let v = plane[off[l].max(0) as usize];
+                if off[l] >= 0 { v } else { 0.0 }
+            }),
+        }
+    }
+}
+
+impl TapTable {
+    /// Needs `k * k <= TABLE_TAPS` and `h * w <= i32::MAX`.
+    #[inline(always)]
+    fn new(t: &Tile, g: &ConvGeom) -> Self {
+        let hw = (g.h * g.w) as isize;
+        let d = g.dilation as isize;
+        let mut tab = TapTable {
+            off: [[-1; NR]; TABLE_TAPS],
+            start: [0; TABLE_TAPS],
+            kind: [TapKind::Gather; TABLE_TAPS],
+        };
+        for i in 0..g.k {
+            for j in 0..g.k {
+                let ti = i * g.k + j;
+                let (dy, dx) = (i as isize * d, j as isize * d);
+                let mut full = true;
+                for l in 0..NR {
+                    let o = t.tap_offset(g, l, dy, dx);
+                    full &= o.is_some();
+                    tab.off[ti][l] = o.map_or(-1, |o| o as i32);
+                }
+                // With consecutive lanes the window is `base[0] + dy*w + dx ..` even where a
+                // lane's own coordinates fall in the padding.
+                let start = t.base[0] + dy * g.w as isize + dx;
+                tab.start[ti] = start.max(0) as u32;
+                tab.kind[ti] = if t.contig && full {
+                    TapKind::Contig
+                } else if t.contig && start >= 0 && start + NR as isize <= hw {
+                    TapKind::ContigMasked
+                } else {
+                    TapKind::Gather
+                };
+            }
+        }
+        tab
+    }
+}
+
+/// Stores the tile: `v = acc + bias`, `+ residual`, ReLU, for the `bias.len()` real rows and
+/// `nv` real lanes. `out` holds the run's channels; `row0` is the panel's first row in it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn epilogue(
+    g: &ConvGeom,
+    acc: &[[f32; MR]; NR],
+    bias: &[f32],
+    residual: Residual<'_>,
+    out: &mut [f32],
+    row0: usize,
+    p0: usize,
+    nv: usize,
+    ohw: usize,
+) {
+    let relu = |v: f32| if g.relu && v < 0.0 { 0.0 } else { v };
+    for (r, &bo) in bias.iter().enumerate() {
+        let at = (row0 + r) * ohw + p0;
+        let dst = &mut out[at..at + nv];
+        match residual {
+            Residual::None => {
+                for (j, o) in dst.iter_mut().enumerate() {
+                    *o = relu(acc[j][r] + bo);
+                }
+            }
+            Residual::InPlace => {
+                for (j, o) in dst.iter_mut().enumerate() {
+                    *o = relu(acc[j][r] + bo + *o);
+                }
+            }
+            Residual::Separate(res) => {
+                for ((j, o), &rv) in dst.iter_mut().enumerate().zip(&res[at..at + nv]) {
+                    *o = relu(acc[j][r] + bo + rv);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference::*;
+    use super::*;
+
+    /// Checks the kernel against the f64 reference (tolerance from the error bound of f32
+    /// recursive summation) and bit for bit against the documented f32 order.
+    fn check(g: ConvGeom, mode: ResMode, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let d = ConvData::random(g, &mut rng);
+        let got = run_kernel(&d, mode);
+        let exact = conv_f32_exact(&d);
+        let refs = conv_f64(&d);
+        let k = g.k_total() as f64 + 3.0;
+        for (i, ((&v, &e), &(r, mag))) in got.iter().zip(&exact).zip(&refs).enumerate() {
+            let r = if g.relu && r < 0.0 { 0.0 } else { r };
+            let tol = k * f64::from(f32::EPSILON) * mag + 1e-30;
+            assert!(
+                (f64::from(v) - r).abs() <= tol,
+                "{g:?} {mode:?} at {i}: {v} vs {r} (tol {tol})"
+            );
+            assert_eq!(
+                v.to_bits(),
+                e.to_bits(),
+                "{g:?} {mode:?} at {i}: {v} vs documented order {e}"
+            );
+        }
+        assert_eq!(got.len(), g.output_len());
+    }
+
+    #[test]
+    fn hand_picked_geometries() {
+        let nr = NR;
+        #[rustfmt::skip]
+        let cases: &[(usize, usize, (usize, usize), usize, usize, usize, usize, usize, usize)] = &[
+            // n, c, (h, w), o, k, s, pad, dil, groups
+            (1, 3, (16, 16), 8, 7, 2, 3, 1, 1),      // stem-like
+            (1, 3, (13, 7), 9, 7, 2, 3, 1, 1),
+            (1, 8, (5, 11), 8, 3, 1, 1, 1, 1),
+            (3, 9, (13, 7), 17, 3, 1, 1, 1, 1),
+            (1, 7, (7, 7), 7, 3, 2, 1, 1, 1),
+            (1, 17, (9, 9), 9, 1, 1, 0, 1, 1),
+            (2, 1, (1, nr), 1, 1, 1, 0, 1, 1),
+            (1, 4, (3, nr - 1), 8, 1, 1, 0, 1, 1),
+            (1, 4, (3, nr + 1), 9, 1, 1, 0, 1, 1),
+            (1, 4, (2, 2 * nr + 1), 16, 1, 2, 0, 1, 1),
+            (1, 5, (1, 1), 3, 3, 1, 1, 1, 1),        // every tap but the centre is padding
+            (1, 6, (2, 3), 5, 3, 1, 1, 1, 1),
+            (1, 8, (12, 12), 8, 3, 1, 2, 2, 1),      // dilated
+            (1, 8, (17, 9), 8, 3, 1, 4, 4, 1),
+            (1, 2, (11, 10), 4, 3, 2, 4, 4, 1),
+            (2, 8, (9, 9), 8, 3, 1, 1, 1, 2),        // groups, og = 4
+            (1, 16, (7, 5), 16, 3, 2, 1, 1, 4),      // og = 4
+            (1, 64, (6, 6), 64, 3, 1, 1, 1, 32),     // resnext-like: og = 2
+            (1, 128, (5, 5), 128, 3, 2, 1, 1, 32),   // og = 4
+            (1, 32, (4, 9), 288, 3, 1, 1, 1, 32),    // og = 9
+            (1, 32, (3, 3), 256, 1, 1, 0, 1, 32),    // og = 8
+            (1, 4, (6, 6), 4, 3, 1, 1, 1, 4),        // depthwise, og = 1
+            (1, 16, (7, 7), 16, 7, 1, 3, 1, 1),
+            (1, 3, (4, 4), 5, 3, 3, 0, 1, 1),        // stride larger than kernel reach
+            (1, 2, (5, 6), 3, 5, 1, 0, 1, 1),        // no padding, kernel larger than stride
+        ];
+        for (t, &(n, c, hw, o, k, s, pad, dil, groups)) in cases.iter().enumerate() {
+            for relu in [false, true] {
+                let g = conv_geom(n, c, hw, o, k, s, pad, dil, groups, None, false, relu);
+                check(g, ResMode::None, t as u64);
+                let g = conv_geom(n, c, hw, o, k, s, pad, dil, groups, None, true, relu);
+                check(g, ResMode::InPlace, t as u64 + 100);
+                check(g, ResMode::Separate, t as u64 + 200);
+            }
+        }
+    }
+
+    #[test]
+    fn shortcut_geometries() {
+        #[rustfmt::skip]
+        let cases: &[(usize, usize, (usize, usize), usize, usize, usize, usize, (usize, usize, usize))] = &[
+            // n, c, (h, w), o, k, s, pad, (sc channels, sc stride, extra)
+            (1, 4, (7, 7), 16, 1, 1, 0, (8, 2, 0)),      // bottleneck conv3 after a stride-2 conv2
+            (1, 4, (7, 7), 16, 1, 1, 0, (8, 2, 1)),
+            (3, 8, (5, 11), 9, 1, 1, 0, (7, 1, 0)),      // stride-1 projection
+            (1, 8, (5, 11), 17, 3, 1, 1, (3, 2, 1)),     // basic block conv2 with projection
+            (2, 9, (13, 7), 8, 3, 1, 1, (5, 2, 0)),
+            (1, 3, (1, 9), 1, 1, 1, 0, (1, 3, 2)),
+            (1, 5, (4, 4), 7, 3, 2, 1, (4, 1, 0)),
+        ];
+        for (t, &(n, c, hw, o, k, s, pad, sc)) in cases.iter().enumerate() {
+            for (residual, mode) in [
+                (false, ResMode::None),
+                (true, ResMode::InPlace),
+                (true, ResMode::Separate),
+            ] {
+                for relu in [false, true] {
+                    let g = conv_geom(n, c, hw, o, k, s, pad, 1, 1, Some(sc), residual, relu);
+                    check(g, mode, t as u64 + 300);
+                }
+            }
+        }
+    }
+
+    /// Random geometries over the parameters the brief lists, each combination drawn
+    /// independently, so that interactions (tails x wraps x padding x groups) get covered.
+    #[test]
+    fn random_geometries() {
+        let mut rng = Rng::new(42);
+        let count = if cfg!(miri) { 4 } else { 400 };
+        let nr = NR;
+        let mut done = 0;
+        while done < count {
+            let k: usize = rng.pick(&[1, 1, 3, 3, 5, 7]);
+            let s = rng.pick(&[1, 1, 2, 3]);
+            let pad = rng.pick(&[0, 1, 1, 2, 3]);
+            let dil = if k > 1 { rng.pick(&[1, 1, 1, 2, 4]) } else { 1 };
+            let groups = rng.pick(&[1, 1, 1, 2, 4, 32]);
+            let cg = rng.pick(&[1, 2, 3, 4, 7, 8, 9, 17]);
+            let og = rng.pick(&[1, 4, 7, 8, 9, 16, 17]);
+            let ow_target = rng.pick(&[1, nr - 1, nr, nr + 1, 2 * nr + 3, 5, 11]);
+            let h = rng.pick(&[1, 2, 5, 7, 11, 13]);
+            // Input width giving roughly the target output width.
+            let w = ow_target * s + (dil * (k - 1) + 1).saturating_sub(2 * pad);
+            let n = rng.pick(&[1, 1, 3]);
+            if h + 2 * pad < dil * (k - 1) + 1 || w + 2 * pad < dil * (k - 1) + 1 {
+                continue;
+            }
+            if groups > 8 && cg * og > 16 {
+                continue; // keep the naive reference fast
+            }
+            let shortcut = if groups == 1 && rng.below(3) == 0 {
+                Some((rng.pick(&[1, 3, 8, 9]), rng.pick(&[1, 2]), rng.below(2)))
+            } else {
+                None
+            };
+            let shortcut = shortcut.map(|(c, ss, e)| (c, ss, e.min(ss - 1)));
+            let mode = rng.pick(&[ResMode::None, ResMode::InPlace, ResMode::Separate]);
+            let relu = rng.below(2) == 0;
+            let g = conv_geom(
+                n,
+                cg * groups,
+                (h, w),
+                og * groups,
+                k,
+                s,
+                pad,
+                dil,
+                groups,
+                shortcut,
+                mode != ResMode::None,
+                relu,
+            );
+            check(g, mode, done as u64);
+            done += 1;
+        }
+    }
+
+    /// Any split of the job range across calls writes the same bits as one call.
+    #[test]
+    fn job_splits_agree() {
+        let mut rng = Rng::new(5);
+        for g in [
+            conv_geom(3, 6, (5, 11), 19, 3, 1, 1, 1, 1, Some((5, 1, 0)), true, true),
+            conv_geom(2, 8, (9, 7), 12, 3, 2, 1, 2, 4, None, true, false),
+            conv_geom(1, 16, (4, 4), 16, 1, 1, 0, 1, 2, None, false, true),
+        ] {
+            let d = ConvData::random(g, &mut rng);
+            let mut packed = vec![0.0; crate::pack::packed_conv_len(&g)];
+            crate::pack::pack_conv(&g, &d.w, g.shortcut.map(|_| &d.ws[..]), &mut packed);
+            let whole = run_kernel(
+                &d,
+                if g.residual {
+                    ResMode::Separate
+                } else {
+                    ResMode::None
+                },
+            );
+            let ops = Operands {
+                packed: &packed,
+                bias: &d.bias,
+                input: &d.input,
+                shortcut: &d.shortcut,
+                residual: if g.residual {
+                    Residual::Separate(&d.residual)
+                } else {
+                    Residual::None
+                },
+            };
+            let jobs = job_count(&g);
+            for step in [1, 2, 3, 5, jobs] {
+                let mut out = vec![f32::NAN; g.output_len()];
+                let mut q = 0;
+                while q < jobs {
+                    let end = (q + step).min(jobs);
+                    let r = jobs_output_range(&g, q..end);
+                    conv_jobs(&g, &ops, q..end, &mut out[r]);
+                    q = end;
+                }
+                let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{g:?} split by {step}");
+            }
+            assert_eq!(jobs_output_range(&g, 0..jobs), 0..g.output_len());
+        }
+    }
+}
