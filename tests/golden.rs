@@ -24,3 +24,14 @@ fn fused_ir_of_every_spec() {
         insta::assert_snapshot!(compiled(path).program.to_string());
     });
 }
+
+/// The generated Rust of every spec (weights loaded at run time, so no machine-specific
+/// blob name). `all_specs.rs` compiles the same code through `resnet!`.
+#[test]
+fn generated_rust_of_every_spec() {
+    use resnet_compiler::back::rust::{Weights, file};
+    insta::glob!("../specs", "*.yaml", |path| {
+        let source = format!("`specs/{}`", path.file_name().unwrap().to_string_lossy());
+        insta::assert_snapshot!(file(&compiled(path).program, &Weights::Runtime, &source));
+    });
+}

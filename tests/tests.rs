@@ -1,11 +1,13 @@
 //! Integration tests of the whole workspace, in one test binary.
 
+mod all_specs;
 mod cli;
 mod golden;
 mod numerics;
 mod spec_errors;
 mod spec_fuzz;
 mod torchvision_counts;
+mod ui;
 
 use std::path::{Path, PathBuf};
 

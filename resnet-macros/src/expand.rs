@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use resnet_compiler::back::rust::{Weights, module_doc, module_items};
-use resnet_compiler::build::{WeightsSource, ensure_blob};
+use resnet_compiler::build::{BuildError, WeightsSource, ensure_blob};
 use resnet_compiler::spec::{Block, Field, FieldPath, HeadKind, RawSpec, Stem, parse_yaml};
 use resnet_compiler::{Options, compile};
 
@@ -103,8 +103,12 @@ fn from_file(input: &ModelInput) -> syn::Result<Expanded> {
     let (spec_path, spec_span) = spec.expect("file form has `spec`");
     let manifest = manifest_dir(spec_span)?;
     let abs = manifest.join(&spec_path);
-    let text = std::fs::read_to_string(&abs)
-        .map_err(|e| syn::Error::new(spec_span, format!("cannot read the spec {}: {e}", abs.display())))?;
+    let text = std::fs::read_to_string(&abs).map_err(|e| {
+        syn::Error::new(
+            spec_span,
+            format!("cannot read the spec `{spec_path}` (relative to CARGO_MANIFEST_DIR): {e}"),
+        )
+    })?;
     let spec = parse_yaml(&text, &spec_path).map_err(|errors| {
         let mut errs = errors.0.iter().map(|e| syn::Error::new(spec_span, e.to_string()));
         let mut first = errs.next().expect("at least one error");
@@ -119,17 +123,15 @@ fn from_file(input: &ModelInput) -> syn::Result<Expanded> {
         Some((w, span)) => {
             let w_abs = manifest.join(&w);
             if !w_abs.is_file() {
-                return Err(syn::Error::new(
-                    span,
-                    format!("cannot read the weights {}: no such file", w_abs.display()),
-                ));
+                let msg =
+                    format!("cannot read the weights `{w}` (relative to CARGO_MANIFEST_DIR): no such file");
+                return Err(syn::Error::new(span, msg));
             }
-            let blob = ensure_blob(
-                &c,
-                &WeightsSource::File(w_abs.clone()),
-                &cache_dir(&manifest, span)?,
-            )
-            .map_err(|e| syn::Error::new(span, e.to_string()))?;
+            let cache = cache_dir(&manifest, span)?;
+            let blob = ensure_blob(&c, &WeightsSource::File(w_abs.clone()), &cache).map_err(|e| match e {
+                BuildError::Weights { source, .. } => syn::Error::new(span, format!("`{w}`: {source}")),
+                other => syn::Error::new(span, other.to_string()),
+            })?;
             let w_str = w_abs.display().to_string();
             // Rebuild when the weights change (the blob's name changes with them).
             tracking.extend(quote! { const _: &[u8] = include_bytes!(#w_str); });

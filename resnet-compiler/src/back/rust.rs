@@ -57,7 +57,29 @@ pub fn file(program: &Program, weights: &Weights, source: &str) -> String {
         env!("CARGO_PKG_VERSION"),
         module_doc(program, source)
     );
-    out += &comments_from_markers(&text);
+    out += &blank_lines(&comments_from_markers(&text));
+    out
+}
+
+/// Separates items, and the steps of `run`, by blank lines (prettyplease prints none).
+fn blank_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    let mut prev = "";
+    for line in text.lines() {
+        let top_level_item = !line.starts_with(' ') && !line.starts_with('}') && !line.starts_with(')');
+        let step_comment = line.starts_with("    // ");
+        let prev_attaches = prev.is_empty()
+            || prev.trim_start().starts_with("///")
+            || prev.trim_start().starts_with("#[")
+            || prev.trim_start().starts_with("// ")
+            || prev.ends_with('{');
+        if (top_level_item || step_comment) && !prev_attaches {
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+        prev = line;
+    }
     out
 }
 
@@ -196,7 +218,7 @@ impl<'p> Emitter<'p> {
         let shapes = self.shapes.iter().map(|(g, ident)| {
             let geom = geom_tokens(g);
             let doc = format!(
-                " `{}x{}` conv, stride {}, padding {}, dilation {}, {} groups: `[{}, {}, {}, {}]` to `[{}, {}, {}, {}]`.",
+                " `{}x{}` conv, stride {}, padding {}, dilation {}, groups {}: `[{}, {}, {}, {}]` to `[{}, {}, {}, {}]`.",
                 g.k, g.k, g.stride, g.pad, g.dilation, g.groups, g.n, g.c, g.h, g.w, g.n, g.o, g.oh, g.ow
             );
             quote! {
@@ -366,22 +388,17 @@ impl<'p> Emitter<'p> {
                     let layer = layers.next().expect("a layer per conv");
                     let (w, b) = weight_ranges(layer);
                     let mut views = Views::default();
-                    let x = views.read(s.input);
-                    let sc = s.shortcut.map(|t| views.read(t));
-                    let (y, residual) = match s.residual {
-                        Some(r) if r.loc == s.output.loc => (
-                            views.write(s.output),
-                            quote! { ::resnet_runtime::Residual::InPlace },
-                        ),
+                    let x = views.read(s.input, "x");
+                    let sc = s.shortcut.map(|t| views.read(t, "shortcut"));
+                    let residual = match s.residual {
+                        Some(r) if r.loc == s.output.loc => quote! { ::resnet_runtime::Residual::InPlace },
                         Some(r) => {
-                            let r = views.read(r);
-                            (
-                                views.write(s.output),
-                                quote! { ::resnet_runtime::Residual::Separate(#r) },
-                            )
+                            let r = views.read(r, "residual");
+                            quote! { ::resnet_runtime::Residual::Separate(#r) }
                         }
-                        None => (views.write(s.output), quote! { ::resnet_runtime::Residual::None }),
+                        None => quote! { ::resnet_runtime::Residual::None },
                     };
+                    let y = views.write(s.output, "y");
                     let sc = match sc {
                         Some(sc) => quote! { Some(#sc) },
                         None => quote! { None },
@@ -394,8 +411,8 @@ impl<'p> Emitter<'p> {
                 }
                 StepKind::MaxPool { pool, input, output } => {
                     let mut views = Views::default();
-                    let x = views.read(*input);
-                    let y = views.write(*output);
+                    let x = views.read(*input, "x");
+                    let y = views.write(*output, "y");
                     let bind = views.bindings();
                     let (Shape::Nchw([n, c, h, w]), Shape::Nchw([_, _, oh, ow])) =
                         (input.shape, output.shape)
@@ -415,8 +432,8 @@ impl<'p> Emitter<'p> {
                 }
                 StepKind::GlobalAvgPool { input, output } => {
                     let mut views = Views::default();
-                    let x = views.read(*input);
-                    let y = views.write(*output);
+                    let x = views.read(*input, "x");
+                    let y = views.write(*output, "y");
                     let bind = views.bindings();
                     let Shape::Nchw([n, c, h, w]) = input.shape else {
                         unreachable!()
@@ -436,8 +453,8 @@ impl<'p> Emitter<'p> {
                     let layer = layers.next().expect("a layer per linear");
                     let (w, b) = weight_ranges(layer);
                     let mut views = Views::default();
-                    let x = views.read(*input);
-                    let y = views.write(*output);
+                    let x = views.read(*input, "x");
+                    let y = views.write(*output, "y");
                     let bind = views.bindings();
                     let n = lit(input.shape.dims()[0]);
                     let (i, o) = (lit(linear.in_features), lit(linear.out_features));
@@ -476,17 +493,10 @@ struct Views {
     /// Per buffer: (range start, range end, variable, is written).
     arena: Vec<(usize, usize, Ident, bool)>,
     output: Vec<(usize, usize, Ident, bool)>,
-    count: usize,
 }
 
 impl Views {
-    fn var(&mut self) -> Ident {
-        const NAMES: [&str; 4] = ["x", "s", "r", "y"];
-        self.count += 1;
-        format_ident!("{}", NAMES.get(self.count - 1).copied().unwrap_or("v"))
-    }
-
-    fn add(&mut self, t: Tensor, write: bool) -> TokenStream {
+    fn add(&mut self, t: Tensor, name: &str, write: bool) -> TokenStream {
         let len = t.shape.elements();
         match t.loc {
             Loc::Input => {
@@ -495,7 +505,7 @@ impl Views {
                 quote! { &input[..#end] }
             }
             Loc::Arena(at) | Loc::Output(at) => {
-                let v = self.var();
+                let v = format_ident!("{name}");
                 let list = if matches!(t.loc, Loc::Arena(_)) {
                     &mut self.arena
                 } else {
@@ -511,12 +521,12 @@ impl Views {
         }
     }
 
-    fn read(&mut self, t: Tensor) -> TokenStream {
-        self.add(t, false)
+    fn read(&mut self, t: Tensor, name: &str) -> TokenStream {
+        self.add(t, name, false)
     }
 
-    fn write(&mut self, t: Tensor) -> TokenStream {
-        self.add(t, true)
+    fn write(&mut self, t: Tensor, name: &str) -> TokenStream {
+        self.add(t, name, true)
     }
 
     fn bindings(&self) -> TokenStream {
