@@ -67,6 +67,7 @@ fn macro_errors() {
         "weight_shape_mismatch",
         "missing_tensor",
         "missing_weights_file",
+        "unset_env_var",
         "inline_invalid",
         "inline_unknown_field",
     ] {

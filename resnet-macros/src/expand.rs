@@ -102,7 +102,7 @@ fn from_file(input: &ModelInput) -> syn::Result<Expanded> {
     errors.finish()?;
     let (spec_path, spec_span) = spec.expect("file form has `spec`");
     let manifest = manifest_dir(spec_span)?;
-    let abs = manifest.join(&spec_path);
+    let abs = resolve(&manifest, &spec_path, spec_span)?;
     let text = std::fs::read_to_string(&abs).map_err(|e| {
         syn::Error::new(
             spec_span,
@@ -121,7 +121,7 @@ fn from_file(input: &ModelInput) -> syn::Result<Expanded> {
     let blob = match weights {
         None => None,
         Some((w, span)) => {
-            let w_abs = manifest.join(&w);
+            let w_abs = resolve(&manifest, &w, span)?;
             if !w_abs.is_file() {
                 let msg =
                     format!("cannot read the weights `{w}` (relative to CARGO_MANIFEST_DIR): no such file");
@@ -284,6 +284,25 @@ impl Errors {
 
     fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// A path as written in the macro: relative to `CARGO_MANIFEST_DIR`, or starting with an
+/// environment variable, `$OUT_DIR/weights.safetensors`, for files a build script writes.
+fn resolve(manifest: &Path, path: &str, span: Span) -> syn::Result<PathBuf> {
+    let Some(rest) = path.strip_prefix('$') else {
+        return Ok(manifest.join(path));
+    };
+    let (var, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let var = var.trim_start_matches('{').trim_end_matches('}');
+    match std::env::var_os(var) {
+        Some(value) => Ok(PathBuf::from(value).join(tail)),
+        None => Err(syn::Error::new(
+            span,
+            format!(
+                "`{path}`: the environment variable {var} is not set (OUT_DIR is set for crates with a build script)"
+            ),
+        )),
     }
 }
 

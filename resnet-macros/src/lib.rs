@@ -11,6 +11,9 @@
 //! // resnet18::forward(&input, &mut output, &mut arena)
 //! ```
 //!
+//! A path may also start with an environment variable set for the compilation, such as
+//! `weights: "$OUT_DIR/resnet18.safetensors"` for weights a build script fetches or writes.
+//!
 //! Without `weights`, the module has `Weights::load(path)` and `forward(&weights, ..)`
 //! instead, and needs `resnet-runtime`'s `std` feature. The spec can also be written inline,
 //! in the same fields as the YAML file (`name` is the module's):

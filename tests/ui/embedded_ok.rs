@@ -2,7 +2,8 @@
 resnet_macros::resnet! {
     pub mod tiny {
         spec: "data/tiny.yaml",
-        weights: "data/tiny.safetensors",
+        // A path may start with an environment variable (OUT_DIR, for weights a build script writes).
+        weights: "$CARGO_MANIFEST_DIR/data/tiny.safetensors",
     }
 }
 
