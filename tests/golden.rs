@@ -35,3 +35,18 @@ fn generated_rust_of_every_spec() {
         insta::assert_snapshot!(file(&compiled(path).program, &Weights::Runtime, &source));
     });
 }
+
+/// The emitted C (header and code; the weights file is data) of the small specs.
+#[test]
+fn generated_c_of_small_specs() {
+    use resnet_compiler::back::c::emit;
+    use resnet_compiler::build::{WeightsSource, packed_weights};
+    for name in ["resnet8_cifar", "resnet20_cifar"] {
+        let path = crate::root().join(format!("specs/{name}.yaml"));
+        let c = compiled(&path);
+        let blob = packed_weights(&c, &WeightsSource::Synthetic(0)).unwrap();
+        let files = emit(&c.program, &blob, &format!("`specs/{name}.yaml`"));
+        insta::assert_snapshot!(format!("{name}.h"), files.header);
+        insta::assert_snapshot!(format!("{name}.c"), files.source);
+    }
+}

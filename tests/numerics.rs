@@ -25,7 +25,7 @@ fn weights_file(spec: &str) -> Vec<u8> {
 }
 
 /// The synthetic input (seed 0), checked against the sum `tools/` recorded.
-fn input(spec: &str, case: &str) -> Vec<f32> {
+pub(crate) fn input(spec: &str, case: &str) -> Vec<f32> {
     let c = compiled(spec);
     let x = resnet_compiler::synth::input(&c.spec.input, 0);
     let expected = std::fs::read(crate::root().join(format!("tests/expected/{case}.safetensors"))).unwrap();
@@ -37,7 +37,7 @@ fn input(spec: &str, case: &str) -> Vec<f32> {
 }
 
 /// Compares every returned tensor with torchvision's; returns the largest relative error.
-fn compare(spec: &str, case: &str, output: &[f32]) -> f64 {
+pub(crate) fn compare(spec: &str, case: &str, output: &[f32]) -> f64 {
     let c = compiled(spec);
     let bytes = std::fs::read(crate::root().join(format!("tests/expected/{case}.safetensors"))).unwrap();
     let expected = SafeTensors::deserialize(&bytes).unwrap();
@@ -78,6 +78,37 @@ fn compare(spec: &str, case: &str, output: &[f32]) -> f64 {
         worst = worst.max(rel);
     }
     worst
+}
+
+/// The output of the generated Rust for `case`, weights loaded at run time; for the other
+/// back ends to compare with.
+pub(crate) fn loaded_output(case: &str) -> Vec<f32> {
+    macro_rules! run {
+        ($module:ident, $spec:literal) => {{
+            let weights = $module::Weights::from_safetensors(&weights_file($spec)).unwrap();
+            let x = input($spec, case);
+            let mut y = vec![f32::NAN; $module::OUTPUT_LEN];
+            let mut arena = resnet_runtime::zeroed_box::<$module::Arena>();
+            $module::forward(
+                &weights,
+                x.as_slice().try_into().unwrap(),
+                y.as_mut_slice().try_into().unwrap(),
+                &mut arena,
+            );
+            y
+        }};
+    }
+    match case {
+        "resnet8_cifar" => run!(resnet8_cifar, "specs/resnet8_cifar.yaml"),
+        "resnet20_cifar" => run!(resnet20_cifar, "specs/resnet20_cifar.yaml"),
+        "resnet18" => run!(resnet18, "specs/resnet18.yaml"),
+        "resnet50" => run!(resnet50, "specs/resnet50.yaml"),
+        "resnet50_dilated_64" => run!(resnet50_dilated_64, "tests/specs/resnet50_dilated_64.yaml"),
+        "resnet18_features" => run!(resnet18_features, "tests/specs/resnet18_features.yaml"),
+        "resnet8_cifar_b2" => run!(resnet8_cifar_b2, "tests/specs/resnet8_cifar_b2.yaml"),
+        "resnext_tiny" => run!(resnext_tiny, "tests/specs/resnext_tiny.yaml"),
+        other => panic!("no Rust module for {other}"),
+    }
 }
 
 /// Runs a module compiled without weights (loaded at run time) and compares it.

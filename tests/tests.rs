@@ -1,6 +1,7 @@
 //! Integration tests of the whole workspace, in one test binary.
 
 mod all_specs;
+mod c_backend;
 mod cli;
 mod golden;
 mod numerics;

@@ -176,9 +176,9 @@ pub fn read_spec(path: &Path) -> Result<Spec, BuildError> {
     Ok(crate::spec::parse_yaml(&text, &path.display().to_string())?)
 }
 
-/// Makes sure the blob for `c` and `source` exists in `dir` and returns its path.
-pub fn ensure_blob(c: &Compilation, source: &WeightsSource, dir: &Path) -> Result<PathBuf, BuildError> {
-    let bytes = match source {
+/// The safetensors bytes `source` stands for.
+fn weights_bytes(c: &Compilation, source: &WeightsSource) -> Result<Vec<u8>, BuildError> {
+    Ok(match source {
         WeightsSource::File(path) => std::fs::read(path).map_err(|e| BuildError::Io {
             action: "cannot read the weights",
             path: path.clone(),
@@ -186,20 +186,96 @@ pub fn ensure_blob(c: &Compilation, source: &WeightsSource, dir: &Path) -> Resul
         })?,
         WeightsSource::Synthetic(seed) => crate::weights::synthetic_safetensors(&c.graph, *seed),
         WeightsSource::None => unreachable!("no blob without weights"),
+    })
+}
+
+/// Checks, folds and packs the weights `source` stands for.
+pub fn packed_weights(c: &Compilation, source: &WeightsSource) -> Result<Vec<f32>, BuildError> {
+    let bytes = weights_bytes(c, source)?;
+    crate::weights::pack(&c.program, &bytes).map_err(|e| weights_error(source, e))
+}
+
+fn weights_error(source: &WeightsSource, e: resnet_runtime::load::LoadError) -> BuildError {
+    BuildError::Weights {
+        path: match source {
+            WeightsSource::File(p) => p.clone(),
+            _ => PathBuf::from("synthetic weights"),
+        },
+        source: e,
+    }
+}
+
+/// Writes the C back end's `<name>.h`, `<name>.c` and `<name>_weights.c` into `dir`. All three
+/// are written to temporary files first and renamed into place only when all are written.
+pub fn write_c(
+    spec: &Path,
+    source: &WeightsSource,
+    dir: &Path,
+    options: &Options,
+) -> Result<Vec<PathBuf>, BuildError> {
+    let s = read_spec(spec)?;
+    let c = crate::compile(&s, options)?;
+    let blob = packed_weights(&c, source)?;
+    let files = crate::back::c::emit(&c.program, &blob, &format!("`{}`", spec.display()));
+    std::fs::create_dir_all(dir).map_err(|source| BuildError::Io {
+        action: "cannot create the directory",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let name = &s.name;
+    let outputs = [
+        (dir.join(format!("{name}.h")), files.header),
+        (dir.join(format!("{name}.c")), files.source),
+        (dir.join(format!("{name}_weights.c")), files.weights),
+    ];
+    write_all_or_nothing(&outputs)?;
+    Ok(outputs.into_iter().map(|(p, _)| p).collect())
+}
+
+/// Writes every file or, on failure, none (leaving earlier versions in place).
+fn write_all_or_nothing(files: &[(PathBuf, String)]) -> Result<(), BuildError> {
+    let tmp = |p: &Path| {
+        let name = p.file_name().expect("a file path").to_string_lossy();
+        p.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
     };
+    let cleanup = || {
+        for (p, _) in files {
+            let _ = std::fs::remove_file(tmp(p));
+        }
+    };
+    for (p, text) in files {
+        if let Err(source) = std::fs::write(tmp(p), text) {
+            cleanup();
+            return Err(BuildError::Io {
+                action: "cannot write",
+                path: p.clone(),
+                source,
+            });
+        }
+    }
+    for (p, _) in files {
+        if let Err(source) = std::fs::rename(tmp(p), p) {
+            cleanup();
+            return Err(BuildError::Io {
+                action: "cannot write",
+                path: p.clone(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure the blob for `c` and `source` exists in `dir` and returns its path.
+pub fn ensure_blob(c: &Compilation, source: &WeightsSource, dir: &Path) -> Result<PathBuf, BuildError> {
+    let bytes = weights_bytes(c, source)?;
     let hash = blob_hash(&c.program, &bytes);
     let path = dir.join(format!("{}-{hash:016x}.weights", c.program.name));
     let blob_len = crate::weights::Layout::new(&c.program).blob_len * 4;
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == blob_len as u64) {
         return Ok(path);
     }
-    let blob = crate::weights::pack(&c.program, &bytes).map_err(|e| BuildError::Weights {
-        path: match source {
-            WeightsSource::File(p) => p.clone(),
-            _ => PathBuf::from("synthetic weights"),
-        },
-        source: e,
-    })?;
+    let blob = crate::weights::pack(&c.program, &bytes).map_err(|e| weights_error(source, e))?;
     write_if_changed(&path, &crate::weights::blob_bytes(&blob))?;
     Ok(path)
 }

@@ -68,6 +68,8 @@ enum Command {
 enum Lang {
     /// A Rust module calling `resnet_runtime`.
     Rust,
+    /// C99: `<name>.h`, `<name>.c` and `<name>_weights.c` (weights required).
+    C,
 }
 
 /// Why a run failed: the errors of a spec (printed one per line), or anything else.
@@ -159,6 +161,32 @@ fn execute(args: &Args, out: &mut dyn Write) -> Result<(), Failure> {
             } else {
                 write!(out, "{summary}").context("writing to stdout")?;
             }
+        }
+        Command::Emit {
+            lang: Lang::C,
+            spec,
+            weights,
+            synthetic_weights,
+            out_dir,
+        } => {
+            let source = match (weights, synthetic_weights) {
+                (Some(w), _) => crate::build::WeightsSource::File(w.clone()),
+                (None, Some(seed)) => crate::build::WeightsSource::Synthetic(*seed),
+                (None, None) => {
+                    return Err(Failure::Other(anyhow::anyhow!(
+                        "emit c needs weights, which the C code embeds: give --weights FILE.safetensors \
+                         or --synthetic-weights SEED"
+                    )));
+                }
+            };
+            let written = crate::build::write_c(spec, &source, out_dir, &crate::Options::default()).map_err(
+                |e| match e {
+                    crate::build::BuildError::Spec(errors) => Failure::Spec(errors),
+                    other => Failure::Other(other.into()),
+                },
+            )?;
+            let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+            writeln!(out, "wrote {}", names.join(", ")).context("writing to stdout")?;
         }
         Command::Emit {
             lang: Lang::Rust,

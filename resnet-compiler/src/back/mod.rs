@@ -1,4 +1,5 @@
 //! Back ends: text produced from a compilation.
 
+pub mod c;
 pub mod dot;
 pub mod rust;
