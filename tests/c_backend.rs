@@ -63,6 +63,11 @@ fn cc(args: &[&str], cwd: &Path) {
 
 /// Emits, compiles and runs the C for `spec`; returns its output.
 fn run_c(spec: &str, case: &str) -> Vec<f32> {
+    run_c_with(spec, case, &[])
+}
+
+/// As [`run_c`], with extra compiler flags for the model and the harness.
+fn run_c_with(spec: &str, case: &str, flags: &[&str]) -> Vec<f32> {
     let dir: PathBuf = std::env::temp_dir().join(format!("resnetc-c-{case}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let written = resnet_compiler::build::write_c(
@@ -81,7 +86,7 @@ fn run_c(spec: &str, case: &str) -> Vec<f32> {
     let model_c = format!("{name}.c");
     let weights_c = format!("{name}_weights.c");
     cc(
-        &[&strict[..], &["-O2", "-c", &model_c, "-o", "model.o"]].concat(),
+        &[&strict[..], flags, &["-O2", "-c", &model_c, "-o", "model.o"]].concat(),
         &dir,
     );
     // The weights are data: optimizing them gains nothing and costs minutes on resnet50.
@@ -89,10 +94,8 @@ fn run_c(spec: &str, case: &str) -> Vec<f32> {
         &[&strict[..], &["-O0", "-c", &weights_c, "-o", "weights.o"]].concat(),
         &dir,
     );
-    cc(
-        &["-std=c99", "-O2", "main.c", "model.o", "weights.o", "-o", "model"],
-        &dir,
-    );
+    let link = ["main.c", "model.o", "weights.o", "-o", "model"];
+    cc(&[&["-std=c99", "-O2"][..], flags, &link].concat(), &dir);
 
     let x = input(spec, case);
     std::fs::write(
@@ -159,4 +162,25 @@ fn c_features_batches_and_groups() {
     check("tests/specs/resnet18_features.yaml", "resnet18_features");
     check("tests/specs/resnet8_cifar_b2.yaml", "resnet8_cifar_b2");
     check("tests/specs/resnext_tiny.yaml", "resnext_tiny");
+}
+
+/// AddressSanitizer and UndefinedBehaviorSanitizer over the emitted code of the small specs
+/// (every kernel, every tail, the in-place residuals): any report fails the run.
+#[test]
+fn c_under_sanitizers() {
+    let flags = [
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=all",
+        "-fno-omit-frame-pointer",
+        "-g",
+    ];
+    for (spec, case) in [
+        ("specs/resnet8_cifar.yaml", "resnet8_cifar"),
+        ("specs/resnet20_cifar.yaml", "resnet20_cifar"),
+        ("tests/specs/resnext_tiny.yaml", "resnext_tiny"),
+        ("tests/specs/resnet8_cifar_b2.yaml", "resnet8_cifar_b2"),
+    ] {
+        let y = run_c_with(spec, case, &flags);
+        compare(spec, case, &y);
+    }
 }

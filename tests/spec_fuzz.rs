@@ -109,7 +109,7 @@ fn survives(text: &str) {
         }
         Err(errors) => {
             assert!(!errors.0.is_empty());
-            let lines = text.lines().count().max(1);
+            let lines = crate::yaml_lines(text);
             for e in &errors.0 {
                 assert!(e.line >= 1 && e.line <= lines + 1 && e.column >= 1, "{e}");
             }

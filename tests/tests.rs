@@ -3,8 +3,11 @@
 mod all_specs;
 mod c_backend;
 mod cli;
+mod determinism;
+mod embedded;
 mod golden;
 mod numerics;
+mod properties;
 mod spec_errors;
 mod spec_fuzz;
 mod torchvision_counts;
@@ -29,4 +32,10 @@ pub fn specs() -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// Lines as YAML counts them: `\r\n`, `\r` and `\n` each end one (`str::lines` does not
+/// count a bare `\r`).
+pub fn yaml_lines(text: &str) -> usize {
+    text.replace("\r\n", "\n").matches(['\r', '\n']).count() + 1
 }

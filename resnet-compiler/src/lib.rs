@@ -7,6 +7,7 @@
 pub mod back;
 pub mod build;
 pub mod cli;
+pub mod interp;
 pub mod ir;
 pub mod passes;
 pub mod plan;

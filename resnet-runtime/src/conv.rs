@@ -9,32 +9,41 @@
 //! `(ci, i, j)` followed by the shortcut's channels. `X` is never materialized: for each `k`
 //! the kernel loads the [`NR`] input values of its tile straight from the NCHW input, with
 //! zero at padded positions, and adds the `MR x NR` outer product of the weight vector and
-//! those values into an `MR x NR` register tile. The tile's full-`K` sum stays in registers,
-//! then the epilogue (bias, residual, ReLU) stores it.
+//! those values into an `MR x NR` accumulator tile. The tile's full-`K` sum stays in
+//! registers, then the epilogue (bias, residual, ReLU) stores it.
 //!
-//! Input loads take the cheapest form the tile allows, decided per tile and per tap:
-//! contiguous (the lanes read consecutive input pixels: stride 1 within a row, or any 1x1
-//! stride-1 unpadded conv), gathered through per-lane offsets (tiles that wrap rows, strides),
-//! or gathered with a per-lane bounds check (taps that reach the padding).
+//! Input loads take the cheapest form the tile allows, decided once per tile: contiguous (the
+//! lanes read consecutive input pixels: stride 1 within a row, any 1x1 stride-1 unpadded conv,
+//! and "same" stride-1 convs even across a row wrap), strided (one output row, stride > 1), or
+//! gathered through per-lane offsets. Tiles whose windows reach the padding (border tiles)
+//! precompute, per kernel tap, which lanes read padding (a tap table), since that pattern is
+//! the same for every input channel.
 //!
 //! # Blocking
 //!
 //! Per image and group, the output pixels are cut into blocks whose input footprint is about
-//! [`BLOCK_BYTES`]; for each block, each panel of weights (up to `K x MR` floats) is streamed
-//! once per tile of the block, so it stays in cache across the block's tiles while the
-//! block's input rows stay in cache across the panels.
+//! [`BLOCK_BYTES`]. For each block, each panel of weights (`K x MR` floats) is streamed once
+//! per tile of the block, so it stays in cache across the block's tiles, while the block's
+//! input stays in cache across the panels.
+//!
+//! # Specialization
+//!
+//! [`conv2d`] instantiates the kernel once per [`ConvShape`], with every size a constant (loop
+//! bounds, strides, `k == 1`, whether a shortcut exists); [`conv2d_dyn`] runs one shared
+//! instance that reads the geometry at run time. The per-tile `K` loop of each load form is a
+//! separate, non-inlined function, so that its accumulators get the whole register file.
 //!
 //! # Accumulation order (the numeric contract)
 //!
 //! The value of an output element depends only on the geometry and the operands, never on
-//! tiling, blocking or how work is split. For output `(b, o, y, x)`, in f32, with every
-//! product rounded to f32 before it is added (no fused multiply-add):
+//! [`NR`], tiling, blocking or how the work is split. For output `(b, o, y, x)`, in f32, with
+//! every product rounded to f32 before it is added (no fused multiply-add):
 //!
 //! ```text
 //! acc = +0.0
 //! for ci in 0..c/groups, for i in 0..k, for j in 0..k (this nesting, each ascending):
-//!     acc = acc + W[o, ci, i, j] * x      x = in[b, g*cg + ci, y*s - p + i*d, x*s - p + j*d],
-//!                                         or +0.0 for a padded position (the term is still added)
+//!     acc = acc + W[o, ci, i, j] * v      v = in[b, g*cg + ci, y*s - p + i*d, x*s - p + j*d],
+//!                                         or +0.0 at a padded position (the term is still added)
 //! for cs in 0..sc (ascending; only with a shortcut):
 //!     acc = acc + Ws[o, cs] * sc[b, cs, y*ss, x*ss]
 //! v = acc + bias[o]
@@ -43,6 +52,7 @@
 //! out[b, o, y, x] = v
 //! ```
 
+use core::marker::PhantomData;
 use core::ops::Range;
 
 use crate::geom::{ConvGeom, ConvShape};
@@ -59,9 +69,10 @@ mod bench;
 /// Output pixels per register tile: the column count of the kernel's `MR x NR` accumulator.
 ///
 /// Chosen per target so the accumulator fits the vector registers: 8 with AVX (one 256-bit
-/// register per pixel column, 8 accumulators out of 16 registers), 4 otherwise (SSE2 and
-/// NEON have 16 or 32 128-bit registers: 8 accumulators). Results do not depend on it.
-pub const NR: usize = if cfg!(target_feature = "avx") { 8 } else { 6 };
+/// register of [`MR`] channels per pixel: 8 accumulators out of 16 registers), 4 otherwise
+/// (SSE2 and NEON: two 128-bit registers per pixel, 8 accumulators). Measured on x86-64,
+/// larger tiles spill. Results do not depend on it.
+pub const NR: usize = if cfg!(target_feature = "avx") { 8 } else { 4 };
 
 /// The input footprint (bytes) of one block of output pixels; see the module docs.
 pub const BLOCK_BYTES: usize = 256 * 1024;
@@ -85,7 +96,8 @@ pub enum Residual<'a> {
 /// - `input`: `[n, c, h, w]`; `shortcut`: `[n, sc, sh, sw]` iff the geometry has a shortcut.
 /// - `out`: `[n, o, oh, ow]`, fully overwritten (read first when `residual` is `InPlace`).
 ///
-/// The arithmetic of each element is given in the [module docs](self).
+/// The arithmetic of each element is given in the [module docs](self); the kernel is
+/// instantiated for `S` with every size a constant.
 pub fn conv2d<S: ConvShape>(
     packed: &[f32],
     bias: &[f32],
@@ -94,10 +106,12 @@ pub fn conv2d<S: ConvShape>(
     residual: Residual<'_>,
     out: &mut [f32],
 ) {
-    conv2d_dyn(&S::GEOM, packed, bias, input, shortcut, residual, out)
+    let ops = Operands::new(packed, bias, input, shortcut, residual);
+    conv_jobs(Const::<S>(PhantomData), &ops, 0..job_count(&S::GEOM), out);
 }
 
-/// [`conv2d`] with the geometry as a value. Inlined into `conv2d`, where `g` is a constant.
+/// [`conv2d`] with the geometry as a value: one shared instance of the kernel for every
+/// geometry (smaller code, somewhat slower), with results identical to [`conv2d`]'s.
 #[inline(always)]
 pub fn conv2d_dyn(
     g: &ConvGeom,
@@ -108,14 +122,44 @@ pub fn conv2d_dyn(
     residual: Residual<'_>,
     out: &mut [f32],
 ) {
-    let ops = Operands {
-        packed,
-        bias,
-        input,
-        shortcut: shortcut.unwrap_or(&[]),
-        residual,
-    };
-    conv_jobs(g, &ops, 0..job_count(g), out);
+    let ops = Operands::new(packed, bias, input, shortcut, residual);
+    conv_jobs(Dyn(g), &ops, 0..job_count(g), out);
+}
+
+/// Where the kernel reads the geometry: a constant ([`Const`]) or a value ([`Dyn`]).
+pub(crate) trait Geom: Copy {
+    /// The geometry; for [`Const`], a constant the optimizer folds into the code.
+    fn get(self) -> ConvGeom;
+}
+
+/// The geometry of a [`ConvShape`], as a constant.
+#[derive(Debug)]
+pub(crate) struct Const<S>(PhantomData<S>);
+
+impl<S> Clone for Const<S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Const<S> {}
+
+impl<S: ConvShape> Geom for Const<S> {
+    #[inline(always)]
+    fn get(self) -> ConvGeom {
+        S::GEOM
+    }
+}
+
+/// A geometry read at run time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dyn<'a>(pub(crate) &'a ConvGeom);
+
+impl Geom for Dyn<'_> {
+    #[inline(always)]
+    fn get(self) -> ConvGeom {
+        *self.0
+    }
 }
 
 /// The read-only operands of a call, as [`conv2d`] takes them.
@@ -127,6 +171,24 @@ pub(crate) struct Operands<'a> {
     /// Empty without a shortcut.
     shortcut: &'a [f32],
     residual: Residual<'a>,
+}
+
+impl<'a> Operands<'a> {
+    pub(crate) fn new(
+        packed: &'a [f32],
+        bias: &'a [f32],
+        input: &'a [f32],
+        shortcut: Option<&'a [f32]>,
+        residual: Residual<'a>,
+    ) -> Self {
+        Self {
+            packed,
+            bias,
+            input,
+            shortcut: shortcut.unwrap_or(&[]),
+            residual,
+        }
+    }
 }
 
 /// Units of work: one panel of [`MR`] output channels of one group of one image, ordered
@@ -165,11 +227,11 @@ pub(crate) const fn jobs_output_range(g: &ConvGeom, jobs: Range<usize>) -> Range
 
 /// Runs jobs `jobs` (see [`job_count`]); `out` is exactly their [`jobs_output_range`] of the
 /// output, and `ops.residual`, when `Separate`, is the whole `[n, o, oh, ow]` tensor.
-#[inline(always)]
-pub(crate) fn conv_jobs(g: &ConvGeom, ops: &Operands<'_>, jobs: Range<usize>, out: &mut [f32]) {
+pub(crate) fn conv_jobs<G: Geom>(gg: G, ops: &Operands<'_>, jobs: Range<usize>, out: &mut [f32]) {
+    let g = gg.get();
     let ohw = g.oh * g.ow;
     let og = g.o / g.groups;
-    let ppg = panels_per_group(g);
+    let ppg = panels_per_group(&g);
     debug_assert!(g.groups >= 1 && g.o.is_multiple_of(g.groups) && g.c.is_multiple_of(g.groups));
     debug_assert!(g.k >= 1 && g.stride >= 1 && g.dilation >= 1 && g.h >= 1 && g.w >= 1);
     debug_assert!(g.c >= g.groups && g.o >= g.groups, "every group has channels");
@@ -177,6 +239,7 @@ pub(crate) fn conv_jobs(g: &ConvGeom, ops: &Operands<'_>, jobs: Range<usize>, ou
         g.shortcut.is_none() || g.groups == 1,
         "a conv with a shortcut has one group"
     );
+    debug_assert!(g.h + 2 * g.pad > g.dilation * (g.k - 1) && g.w + 2 * g.pad > g.dilation * (g.k - 1));
     debug_assert_eq!(
         g.oh,
         (g.h + 2 * g.pad - g.dilation * (g.k - 1) - 1) / g.stride + 1
@@ -188,12 +251,12 @@ pub(crate) fn conv_jobs(g: &ConvGeom, ops: &Operands<'_>, jobs: Range<usize>, ou
     if let Some(s) = g.shortcut {
         debug_assert!(s.stride >= 1 && (g.oh - 1) * s.stride < s.h && (g.ow - 1) * s.stride < s.w);
     }
-    debug_assert_eq!(ops.packed.len(), crate::pack::packed_conv_len(g));
+    debug_assert_eq!(ops.packed.len(), crate::pack::packed_conv_len(&g));
     debug_assert_eq!(ops.bias.len(), g.o);
     debug_assert_eq!(ops.input.len(), g.input_len());
     debug_assert_eq!(ops.shortcut.len(), g.shortcut_len());
-    debug_assert!(jobs.start <= jobs.end && jobs.end <= job_count(g));
-    let range = jobs_output_range(g, jobs.clone());
+    debug_assert!(jobs.start <= jobs.end && jobs.end <= job_count(&g));
+    let range = jobs_output_range(&g, jobs.clone());
     debug_assert_eq!(out.len(), range.len());
     debug_assert_eq!(g.residual, !matches!(ops.residual, Residual::None));
     if let Residual::Separate(r) = ops.residual {
@@ -208,7 +271,7 @@ pub(crate) fn conv_jobs(g: &ConvGeom, ops: &Operands<'_>, jobs: Range<usize>, ou
     let mut abs = range.start;
     let mut q = jobs.start;
     while q < jobs.end {
-        let (b, gi, p_lo) = job_coords(g, q);
+        let (b, gi, p_lo) = job_coords(&g, q);
         let p_hi = if jobs.end - q < ppg - p_lo {
             p_lo + (jobs.end - q)
         } else {
@@ -221,35 +284,39 @@ pub(crate) fn conv_jobs(g: &ConvGeom, ops: &Operands<'_>, jobs: Range<usize>, ou
             other => other,
         };
         let run_ops = Operands { residual, ..*ops };
-        conv_run(g, &run_ops, b, gi, p_lo..p_hi, run);
+        conv_run(gg, &run_ops, b, gi, p_lo..p_hi, run);
         abs += run.len();
         rest = tail;
         q += p_hi - p_lo;
     }
 }
 
+/// The accumulator tile: `acc[j][r]` is output channel `r` of the panel at pixel `j` of the
+/// tile, so one `[f32; MR]` row is one vector register (two with 128-bit vectors).
+type Acc = [[f32; MR]; NR];
+
 /// Panels `panels` of group `gi` of image `b`; `out` (and a `Separate` residual) are exactly
 /// the output channels those panels write.
 #[inline(always)]
-fn conv_run(g: &ConvGeom, ops: &Operands<'_>, b: usize, gi: usize, panels: Range<usize>, out: &mut [f32]) {
+fn conv_run<G: Geom>(gg: G, ops: &Operands<'_>, b: usize, gi: usize, panels: Range<usize>, out: &mut [f32]) {
+    let g = gg.get();
     let ohw = g.oh * g.ow;
     let hw = g.h * g.w;
     let og = g.o / g.groups;
     let cg = g.c / g.groups;
     let k_total = g.k_total();
     let k_main = g.k_main();
-    let ppg = panels_per_group(g);
+    let ppg = panels_per_group(&g);
     let input = &ops.input[(b * g.c + gi * cg) * hw..][..cg * hw];
-    let (sc_c, sc_hw) = match g.shortcut {
-        Some(s) => (s.c, s.h * s.w),
-        None => (0, 0),
+    let (sc_c, sc_hw, sc_stride) = match g.shortcut {
+        Some(s) => (s.c, s.h * s.w, s.stride),
+        None => (0, 0, 0),
     };
     let shortcut = &ops.shortcut[b * sc_c * sc_hw..][..sc_c * sc_hw];
     let (all_a, _) = ops.packed.as_chunks::<MR>();
 
     // Pixels per block: the block's input footprint (each output pixel owns about
     // `stride^2` input pixels per channel) near BLOCK_BYTES, at least one tile.
-    let sc_stride = g.shortcut.map_or(0, |s| s.stride);
     let px_bytes = 4 * (cg * g.stride * g.stride + sc_c * sc_stride * sc_stride);
     let block = (BLOCK_BYTES / px_bytes.max(1)).max(NR) / NR * NR;
 
@@ -265,13 +332,12 @@ fn conv_run(g: &ConvGeom, ops: &Operands<'_>, b: usize, gi: usize, panels: Range
             let mut p0 = blk;
             while p0 < blk_end {
                 let nv = if blk_end - p0 < NR { blk_end - p0 } else { NR };
-                let tile = Tile::new(g, p0, nv);
-                let mut acc = [[0.0f32; MR]; NR];
-                tile.main(g, &mut acc, a_main, input);
+                let tile = Tile::new(&g, p0, nv);
+                let mut acc = tile.main(gg, a_main, input);
                 if sc_c > 0 {
-                    tile.shortcut(&mut acc, a_sc, shortcut, sc_hw);
+                    acc = tile.shortcut(gg, acc, a_sc, shortcut);
                 }
-                epilogue(g, &acc, bias, ops.residual, out, local, p0, nv, ohw);
+                epilogue(&g, &acc, bias, ops.residual, out, local, p0, nv);
                 p0 += NR;
             }
         }
@@ -279,10 +345,11 @@ fn conv_run(g: &ConvGeom, ops: &Operands<'_>, b: usize, gi: usize, panels: Range
     }
 }
 
-/// `acc[j][r] += a[r] * b[j]`: the rank-1 update of the register tile, one GEMM step. Written
-/// over fixed-size arrays so that LLVM keeps `acc` in registers and vectorizes over `r`.
+/// `acc[j][r] += a[r] * b[j]`: the rank-1 update of the accumulator tile, one GEMM step.
+/// Written over fixed-size arrays so that LLVM keeps `acc` in registers and vectorizes over
+/// `r` (a weight vector times a broadcast input value).
 #[inline(always)]
-fn step(acc: &mut [[f32; MR]; NR], a: &[f32; MR], b: &[f32; NR]) {
+fn step(acc: &mut Acc, a: &[f32; MR], b: &[f32; NR]) {
     for j in 0..NR {
         let bj = b[j];
         for r in 0..MR {
@@ -338,6 +405,7 @@ struct Tile {
 }
 
 impl Tile {
+    /// The tile of output pixels `p0 .. p0 + nv` (flattened `y * ow + x`), `1 <= nv <= NR`.
     #[inline(always)]
     fn new(g: &ConvGeom, p0: usize, nv: usize) -> Self {
         let (sc_s, sc_w) = g.shortcut.map_or((0, 0), |s| (s.stride, s.w));
@@ -380,32 +448,36 @@ impl Tile {
         t
     }
 
-    /// Adds the main part, `K = (ci, i, j)` ascending, into `acc`.
+    /// The main part's sum, `K = (ci, i, j)` ascending, from a zero tile.
     #[inline(always)]
-    fn main(&self, g: &ConvGeom, acc: &mut [[f32; MR]; NR], a: &[[f32; MR]], input: &[f32]) {
+    fn main<G: Geom>(&self, gg: G, a: &[[f32; MR]], input: &[f32]) -> Acc {
+        let g = gg.get();
         let (h, w) = (g.h as isize, g.w as isize);
-        let d = g.dilation as isize;
-        let reach = (g.k as isize - 1) * d;
+        let reach = (g.k as isize - 1) * g.dilation as isize;
         let interior =
             self.iy_min >= 0 && self.iy_max + reach < h && self.ix_min >= 0 && self.ix_max + reach < w;
-        let hw = g.h * g.w;
-        let (dw, du) = (g.w * g.dilation, g.dilation);
         if interior {
             // Every tap of every lane is in range: offsets are non-negative and in bounds.
             let base = self.base[0] as usize;
             if self.contig {
-                taps(g.k, acc, a, input, hw, &Contig { base, dw, du });
+                taps(gg, a, input, &Contig { base })
             } else if self.strided {
-                taps(g.k, acc, a, input, hw, &Strided { base, dw, du, s: g.stride });
+                taps(gg, a, input, &Strided { base })
             } else {
-                let base = core::array::from_fn(|l| self.base[l] as usize);
-                taps(g.k, acc, a, input, hw, &Gather { base, dw, du });
+                taps(
+                    gg,
+                    a,
+                    input,
+                    &Gather {
+                        base: core::array::from_fn(|l| self.base[l] as usize),
+                    },
+                )
             }
-        } else if g.k * g.k <= TABLE_TAPS && hw <= i32::MAX as usize {
-            taps(g.k, acc, a, input, hw, &TapTable::new(self, g));
+        } else if g.k * g.k <= TABLE_TAPS && g.h * g.w <= i32::MAX as usize {
+            taps(gg, a, input, &TapTable::new(self, &g))
         } else {
-            // Kernels too large for a table: classify each tap on the fly.
-            taps(g.k, acc, a, input, hw, &OnTheFly { tile: self, g });
+            // Kernels too large for a table: bounds per tap and lane.
+            taps(gg, a, input, &OnTheFly { tile: self })
         }
     }
 
@@ -421,69 +493,78 @@ impl Tile {
         }
     }
 
-    /// Adds the shortcut's columns, `cs` ascending, into `acc`.
+    /// Adds the shortcut's columns, `cs` ascending, to `acc`.
     #[inline(always)]
-    fn shortcut(&self, acc: &mut [[f32; MR]; NR], a: &[[f32; MR]], sc: &[f32], sc_hw: usize) {
+    fn shortcut<G: Geom>(&self, gg: G, acc: Acc, a: &[[f32; MR]], sc: &[f32]) -> Acc {
         if self.sc_contig {
-            let off = self.sc[0];
-            for (a, plane) in a.iter().zip(sc.chunks_exact(sc_hw)) {
-                step(acc, a, &load(plane, off));
-            }
+            shortcut_contig(gg, acc, a, sc, self.sc[0])
         } else {
-            for (a, plane) in a.iter().zip(sc.chunks_exact(sc_hw)) {
-                step(acc, a, &core::array::from_fn(|l| plane[self.sc[l]]));
-            }
+            shortcut_gather(gg, acc, a, sc, &self.sc)
         }
     }
 }
 
-/// Loads the tile's input values of one main tap.
-trait Fetch {
-    /// The `NR` lane values of tap `(i, j)` (`t = i * k + j`) in channel plane `plane`.
-    fn fetch(&self, plane: &[f32], i: usize, j: usize, t: usize) -> [f32; NR];
+/// The shortcut columns of a tile whose lanes read consecutive shortcut pixels from `off`.
+#[inline(never)]
+fn shortcut_contig<G: Geom>(gg: G, mut acc: Acc, a: &[[f32; MR]], sc: &[f32], off: usize) -> Acc {
+    let g = gg.get();
+    let sc_hw = g.shortcut.map_or(1, |s| s.h * s.w);
+    for (a, plane) in a.iter().zip(sc.chunks_exact(sc_hw)) {
+        step(&mut acc, a, &load(plane, off));
+    }
+    acc
 }
 
-/// Interior tile, consecutive lanes: one contiguous load per tap.
+/// The shortcut columns of a tile whose lanes read shortcut pixels `off[l]`.
+#[inline(never)]
+fn shortcut_gather<G: Geom>(gg: G, mut acc: Acc, a: &[[f32; MR]], sc: &[f32], off: &[usize; NR]) -> Acc {
+    let g = gg.get();
+    let sc_hw = g.shortcut.map_or(1, |s| s.h * s.w);
+    for (a, plane) in a.iter().zip(sc.chunks_exact(sc_hw)) {
+        step(&mut acc, a, &core::array::from_fn(|l| plane[off[l]]));
+    }
+    acc
+}
+
+/// Loads the tile's input values of one main tap.
+trait Fetch {
+    /// The `NR` lane values of tap `(i, j)` (`t = i * k + j`) in the channel plane `plane`.
+    fn fetch(&self, g: &ConvGeom, plane: &[f32], i: usize, j: usize, t: usize) -> [f32; NR];
+}
+
+/// Interior tile, consecutive lanes from `base`: one contiguous load per tap.
 struct Contig {
     base: usize,
-    /// `w * dilation` and `dilation`: the offset steps of `i` and `j`.
-    dw: usize,
-    du: usize,
 }
 
 impl Fetch for Contig {
     #[inline(always)]
-    fn fetch(&self, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
-        load(plane, self.base + i * self.dw + j * self.du)
+    fn fetch(&self, g: &ConvGeom, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
+        load(plane, self.base + (i * g.w + j) * g.dilation)
     }
 }
 
-/// Interior tile within one output row, stride `s`: lanes `s` apart.
+/// Interior tile within one output row: lanes `stride` apart from `base`.
 struct Strided {
     base: usize,
-    dw: usize,
-    du: usize,
-    s: usize,
 }
 
 impl Fetch for Strided {
     #[inline(always)]
-    fn fetch(&self, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
-        load_strided(plane, self.base + i * self.dw + j * self.du, self.s)
+    fn fetch(&self, g: &ConvGeom, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
+        load_strided(plane, self.base + (i * g.w + j) * g.dilation, g.stride)
     }
 }
 
-/// Interior tile, any lanes: one load per lane.
+/// Interior tile, any lanes: one load per lane, from `base[l]`.
 struct Gather {
     base: [usize; NR],
-    dw: usize,
-    du: usize,
 }
 
 impl Fetch for Gather {
     #[inline(always)]
-    fn fetch(&self, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
-        let off = i * self.dw + j * self.du;
+    fn fetch(&self, g: &ConvGeom, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
+        let off = (i * g.w + j) * g.dilation;
         core::array::from_fn(|l| plane[self.base[l] + off])
     }
 }
@@ -491,40 +572,43 @@ impl Fetch for Gather {
 /// Border tile of a kernel too large for a [`TapTable`]: bounds per tap and lane.
 struct OnTheFly<'a> {
     tile: &'a Tile,
-    g: &'a ConvGeom,
 }
 
 impl Fetch for OnTheFly<'_> {
     #[inline(always)]
-    fn fetch(&self, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
-        let (t, g) = (self.tile, self.g);
+    fn fetch(&self, g: &ConvGeom, plane: &[f32], i: usize, j: usize, _: usize) -> [f32; NR] {
         let (dy, dx) = ((i * g.dilation) as isize, (j * g.dilation) as isize);
-        core::array::from_fn(|l| t.tap_offset(g, l, dy, dx).map_or(0.0, |o| plane[o]))
+        core::array::from_fn(|l| self.tile.tap_offset(g, l, dy, dx).map_or(0.0, |o| plane[o]))
     }
 }
 
-/// Runs the main taps in K order: for each input channel `ci` (one plane of `input`, `hw`
-/// elements), kernel rows `i`, kernel columns `j`, one [`step`] with the tap's weights and
-/// the values `f` loads.
-#[inline(always)]
-fn taps<F: Fetch>(k: usize, acc: &mut [[f32; MR]; NR], a: &[[f32; MR]], input: &[f32], hw: usize, f: &F) {
+/// The main part's sum for one tile, from a zero tile: for each input channel `ci` (one plane
+/// of `input`), kernel rows `i`, kernel columns `j`, one [`step`] with the tap's weights and
+/// the values `f` loads. Not inlined: each load form gets its own tight loop nest.
+#[inline(never)]
+fn taps<G: Geom, F: Fetch>(gg: G, a: &[[f32; MR]], input: &[f32], f: &F) -> Acc {
+    let g = gg.get();
+    let (k, hw) = (g.k, g.h * g.w);
+    let mut acc = [[0.0f32; MR]; NR];
     if k == 1 {
         for (a, plane) in a.iter().zip(input.chunks_exact(hw)) {
-            step(acc, a, &f.fetch(plane, 0, 0, 0));
+            step(&mut acc, a, &f.fetch(&g, plane, 0, 0, 0));
         }
     } else {
         for (a_ci, plane) in a.chunks_exact(k * k).zip(input.chunks_exact(hw)) {
             for (i, a_i) in a_ci.chunks_exact(k).enumerate() {
                 for (j, a) in a_i.iter().enumerate() {
-                    step(acc, a, &f.fetch(plane, i, j, i * k + j));
+                    step(&mut acc, a, &f.fetch(&g, plane, i, j, i * k + j));
                 }
             }
         }
     }
+    acc
 }
 
 /// Kernel taps (`k * k`) up to which a border tile precomputes its [`TapTable`]: 7x7, the
-/// largest ResNet kernel. The table takes `TABLE_TAPS * (NR + 2) * 4` bytes of stack.
+/// largest ResNet kernel. The table takes about `TABLE_TAPS * (4 * NR + 5)` bytes of stack
+/// (1.8 KB with `NR = 8`).
 const TABLE_TAPS: usize = 49;
 
 /// How one tap `t = i * k + j` of a border tile loads its lanes, the same for every channel.
@@ -532,9 +616,6 @@ const TABLE_TAPS: usize = 49;
 enum TapKind {
     /// Every lane in range, consecutive: `NR` values from `start`.
     Contig,
-    /// Consecutive lanes whose window `[start, start + NR)` lies inside the plane, some of
-    /// them padding: load the window and zero the lanes with `off < 0`.
-    ContigMasked,
     /// Each lane from `off[l]`, zero where `off[l] < 0`.
     Gather,
 }
@@ -549,31 +630,10 @@ struct TapTable {
     kind: [TapKind; TABLE_TAPS],
 }
 
-impl Fetch for TapTable {
-    #[inline(always)]
-    fn fetch(&self, plane: &[f32], _: usize, _: usize, t: usize) -> [f32; NR] {
-        let off = &self.off[t];
-        match self.kind[t] {
-            TapKind::Contig => load(plane, self.start[t] as usize),
-            TapKind::ContigMasked => {
-                let v = load(plane, self.start[t] as usize);
-                core::array::from_fn(|l| if off[l] >= 0 { v[l] } else { 0.0 })
-            }
-            TapKind::Gather => core::array::from_fn(|l| {
-                // Offset 0 stands in for padding so the load needs no branch; its value is
-                // then replaced by zero.
-                let v = plane[off[l].max(0) as usize];
-                if off[l] >= 0 { v } else { 0.0 }
-            }),
-        }
-    }
-}
-
 impl TapTable {
     /// Needs `k * k <= TABLE_TAPS` and `h * w <= i32::MAX`.
     #[inline(always)]
     fn new(t: &Tile, g: &ConvGeom) -> Self {
-        let hw = (g.h * g.w) as isize;
         let d = g.dilation as isize;
         let mut tab = TapTable {
             off: [[-1; NR]; TABLE_TAPS],
@@ -596,8 +656,6 @@ impl TapTable {
                 tab.start[ti] = start.max(0) as u32;
                 tab.kind[ti] = if t.contig && full {
                     TapKind::Contig
-                } else if t.contig && start >= 0 && start + NR as isize <= hw {
-                    TapKind::ContigMasked
                 } else {
                     TapKind::Gather
                 };
@@ -607,21 +665,35 @@ impl TapTable {
     }
 }
 
+impl Fetch for TapTable {
+    #[inline(always)]
+    fn fetch(&self, _: &ConvGeom, plane: &[f32], _: usize, _: usize, t: usize) -> [f32; NR] {
+        let off = &self.off[t];
+        match self.kind[t] {
+            TapKind::Contig => load(plane, self.start[t] as usize),
+            // A padding lane's offset, -1, becomes `usize::MAX` and misses the plane: it reads
+            // a zero from elsewhere instead. Selecting the address rather than the value keeps
+            // each lane a load that the step can broadcast straight from memory.
+            TapKind::Gather => core::array::from_fn(|l| *plane.get(off[l] as usize).unwrap_or(&0.0)),
+        }
+    }
+}
+
 /// Stores the tile: `v = acc + bias`, `+ residual`, ReLU, for the `bias.len()` real rows and
 /// `nv` real lanes. `out` holds the run's channels; `row0` is the panel's first row in it.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn epilogue(
     g: &ConvGeom,
-    acc: &[[f32; MR]; NR],
+    acc: &Acc,
     bias: &[f32],
     residual: Residual<'_>,
     out: &mut [f32],
     row0: usize,
     p0: usize,
     nv: usize,
-    ohw: usize,
 ) {
+    let ohw = g.oh * g.ow;
     let relu = |v: f32| if g.relu && v < 0.0 { 0.0 } else { v };
     for (r, &bo) in bias.iter().enumerate() {
         let at = (row0 + r) * ohw + p0;
@@ -651,9 +723,37 @@ mod tests {
     use super::reference::*;
     use super::*;
 
+    /// `(n, c, (h, w), o, k, stride, pad, dilation, groups)`.
+    type Case = (
+        usize,
+        usize,
+        (usize, usize),
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    );
+
+    /// `(n, c, (h, w), o, k, stride, pad, (shortcut channels, shortcut stride, extra))`.
+    type ScCase = (
+        usize,
+        usize,
+        (usize, usize),
+        usize,
+        usize,
+        usize,
+        usize,
+        (usize, usize, usize),
+    );
+
     /// Checks the kernel against the f64 reference (tolerance from the error bound of f32
     /// recursive summation) and bit for bit against the documented f32 order.
     fn check(g: ConvGeom, mode: ResMode, seed: u64) {
+        if too_big_for_miri(g.macs()) {
+            return;
+        }
         let mut rng = Rng::new(seed);
         let d = ConvData::random(g, &mut rng);
         let got = run_kernel(&d, mode);
@@ -680,7 +780,7 @@ mod tests {
     fn hand_picked_geometries() {
         let nr = NR;
         #[rustfmt::skip]
-        let cases: &[(usize, usize, (usize, usize), usize, usize, usize, usize, usize, usize)] = &[
+        let cases: &[Case] = &[
             // n, c, (h, w), o, k, s, pad, dil, groups
             (1, 3, (16, 16), 8, 7, 2, 3, 1, 1),      // stem-like
             (1, 3, (13, 7), 9, 7, 2, 3, 1, 1),
@@ -707,6 +807,13 @@ mod tests {
             (1, 16, (7, 7), 16, 7, 1, 3, 1, 1),
             (1, 3, (4, 4), 5, 3, 3, 0, 1, 1),        // stride larger than kernel reach
             (1, 2, (5, 6), 3, 5, 1, 0, 1, 1),        // no padding, kernel larger than stride
+            (1, 2, (12, 11), 3, 9, 1, 4, 1, 1),      // too many taps for a tap table
+            (2, 3, (10, 19), 4, 9, 2, 8, 2, 1),
+            (1, 9, (9, 2 * nr + 5), 9, 3, 2, 1, 1, 1), // interior tiles within a row, stride 2
+            // Small enough for Miri, one per load form:
+            (1, 1, (2, 3), 1, 9, 1, 4, 1, 1),        // on-the-fly bounds (k * k > TABLE_TAPS)
+            (1, 1, (5, 3 * nr), 2, 3, 1, 0, 1, 1),   // interior: contiguous and wrapped tiles
+            (1, 1, (5, 4 * nr + 3), 2, 3, 2, 0, 1, 1), // interior, strided
         ];
         for (t, &(n, c, hw, o, k, s, pad, dil, groups)) in cases.iter().enumerate() {
             for relu in [false, true] {
@@ -722,7 +829,7 @@ mod tests {
     #[test]
     fn shortcut_geometries() {
         #[rustfmt::skip]
-        let cases: &[(usize, usize, (usize, usize), usize, usize, usize, usize, (usize, usize, usize))] = &[
+        let cases: &[ScCase] = &[
             // n, c, (h, w), o, k, s, pad, (sc channels, sc stride, extra)
             (1, 4, (7, 7), 16, 1, 1, 0, (8, 2, 0)),      // bottleneck conv3 after a stride-2 conv2
             (1, 4, (7, 7), 16, 1, 1, 0, (8, 2, 1)),
@@ -731,6 +838,7 @@ mod tests {
             (2, 9, (13, 7), 8, 3, 1, 1, (5, 2, 0)),
             (1, 3, (1, 9), 1, 1, 1, 0, (1, 3, 2)),
             (1, 5, (4, 4), 7, 3, 2, 1, (4, 1, 0)),
+            (1, 2, (2, 2 * NR), 3, 1, 1, 0, (2, 1, 0)),  // contiguous shortcut, small for Miri
         ];
         for (t, &(n, c, hw, o, k, s, pad, sc)) in cases.iter().enumerate() {
             for (residual, mode) in [
@@ -808,7 +916,11 @@ mod tests {
             conv_geom(3, 6, (5, 11), 19, 3, 1, 1, 1, 1, Some((5, 1, 0)), true, true),
             conv_geom(2, 8, (9, 7), 12, 3, 2, 1, 2, 4, None, true, false),
             conv_geom(1, 16, (4, 4), 16, 1, 1, 0, 1, 2, None, false, true),
+            conv_geom(2, 2, (3, 3), 10, 3, 1, 1, 1, 1, Some((2, 2, 0)), true, false),
         ] {
+            if too_big_for_miri(g.macs()) {
+                continue;
+            }
             let d = ConvData::random(g, &mut rng);
             let mut packed = vec![0.0; crate::pack::packed_conv_len(&g)];
             crate::pack::pack_conv(&g, &d.w, g.shortcut.map(|_| &d.ws[..]), &mut packed);
@@ -838,13 +950,61 @@ mod tests {
                 while q < jobs {
                     let end = (q + step).min(jobs);
                     let r = jobs_output_range(&g, q..end);
-                    conv_jobs(&g, &ops, q..end, &mut out[r]);
+                    conv_jobs(Dyn(&g), &ops, q..end, &mut out[r]);
                     q = end;
                 }
                 let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "{g:?} split by {step}");
             }
             assert_eq!(jobs_output_range(&g, 0..jobs), 0..g.output_len());
+        }
+    }
+
+    /// The per-shape instances ([`conv2d`]) agree bit for bit with the documented order, on
+    /// shapes that reach every load form (border tables, contiguous, strided, gathered, both
+    /// shortcut forms) with constant geometry.
+    #[test]
+    fn constant_geometries() {
+        macro_rules! check_const {
+            ($($name:ident = $geom:expr, $mode:expr;)*) => {$('case: {
+                struct $name;
+                impl ConvShape for $name {
+                    const GEOM: ConvGeom = $geom;
+                }
+                let g = $name::GEOM;
+                if too_big_for_miri(g.macs()) {
+                    break 'case;
+                }
+                let d = ConvData::random(g, &mut Rng::new(9));
+                let mut packed = vec![0.0; crate::pack::packed_conv_len(&g)];
+                crate::pack::pack_conv(&g, &d.w, g.shortcut.map(|_| &d.ws[..]), &mut packed);
+                let mut out = match $mode {
+                    ResMode::InPlace => d.residual.clone(),
+                    _ => vec![f32::NAN; g.output_len()],
+                };
+                let res = match $mode {
+                    ResMode::None => Residual::None,
+                    ResMode::InPlace => Residual::InPlace,
+                    ResMode::Separate => Residual::Separate(&d.residual),
+                };
+                let sc = g.shortcut.map(|_| &d.shortcut[..]);
+                conv2d::<$name>(&packed, &d.bias, &d.input, sc, res, &mut out);
+                let exact = conv_f32_exact(&d);
+                assert!(out.iter().zip(&exact).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?}");
+                assert!(out.iter().zip(&run_kernel(&d, $mode)).all(|(a, b)| a.to_bits() == b.to_bits()));
+            })*};
+        }
+        check_const! {
+            Stem = conv_geom(1, 3, (23, 21), 9, 7, 2, 3, 1, 1, None, false, true), ResMode::None;
+            Same = conv_geom(2, 5, (9, 13), 17, 3, 1, 1, 1, 1, None, true, true), ResMode::InPlace;
+            Down = conv_geom(1, 4, (17, 20), 8, 3, 2, 1, 1, 1, None, false, false), ResMode::None;
+            Dil = conv_geom(1, 8, (12, 12), 8, 3, 1, 2, 2, 2, None, true, false), ResMode::Separate;
+            Big = conv_geom(1, 2, (12, 11), 3, 9, 1, 4, 1, 1, None, false, true), ResMode::None;
+            Proj = conv_geom(3, 9, (7, 9), 16, 1, 1, 0, 1, 1, Some((5, 2, 1)), false, true), ResMode::None;
+            ProjS1 = conv_geom(1, 6, (5, 11), 9, 3, 1, 1, 1, 1, Some((7, 1, 0)), true, true), ResMode::InPlace;
+            Next = conv_geom(1, 64, (6, 5), 64, 3, 1, 1, 1, 32, None, false, true), ResMode::None;
+            Tiny = conv_geom(1, 2, (3, 5), 3, 3, 1, 1, 1, 1, Some((3, 2, 0)), true, true), ResMode::InPlace;
+            TinyK1 = conv_geom(1, 2, (2, 2 * NR + 1), 3, 1, 1, 0, 1, 1, Some((2, 1, 0)), false, true), ResMode::None;
         }
     }
 }

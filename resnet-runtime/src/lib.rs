@@ -10,7 +10,7 @@
 //!   fused epilogue (bias, projection shortcut as extra K-columns, identity residual, ReLU).
 //! - [`pool`], [`linear`]: max pool, global average pool, the classifier.
 //!
-//! With the `std` feature, [`load`] reads a torchvision `state_dict` in safetensors, checks
+//! With the `std` feature, `load` reads a torchvision `state_dict` in safetensors, checks
 //! it, folds BatchNorm in f64 and packs it: the code the compiler runs at build time, also
 //! available at run time for models compiled without embedded weights.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]

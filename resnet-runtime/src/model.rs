@@ -1,6 +1,6 @@
 //! What a compiled model's weights are: which torchvision tensors feed each layer, and where
 //! the packed result lives in the weight blob. Plain data, usable without `std`; the compiler
-//! writes it into generated code and [`crate::load`] reads it.
+//! writes it into generated code and `load` (the `std` feature) reads it.
 
 use crate::geom::ConvGeom;
 

@@ -4,6 +4,12 @@
 use crate::conv::Residual;
 use crate::geom::{ConvGeom, ShortcutGeom};
 
+/// Under Miri, which runs about a million times slower than native code, tests skip
+/// cases above this many multiply-accumulates; the small cases left still reach every path.
+pub(crate) fn too_big_for_miri(macs: usize) -> bool {
+    cfg!(miri) && macs > 4000
+}
+
 /// SplitMix64: tiny, deterministic, good enough to fill tensors and pick geometries.
 #[derive(Debug, Clone)]
 pub(crate) struct Rng(u64);
@@ -74,15 +80,16 @@ impl ConvData {
 }
 
 /// Output size of a conv along one axis.
-pub(crate) fn out_size(len: usize, k: usize, stride: usize, pad: usize, dilation: usize) -> usize {
+pub(crate) const fn out_size(len: usize, k: usize, stride: usize, pad: usize, dilation: usize) -> usize {
     (len + 2 * pad - dilation * (k - 1) - 1) / stride + 1
 }
 
-/// Builds a geometry, computing `oh`, `ow`; the shortcut (stride `ss`, `cs` channels) gets the
-/// smallest input whose strided 1x1 conv has the output's size, plus `extra` rows/columns
-/// (`extra < ss`) so that strided reads do not always end at the input's edge.
+/// Builds a geometry, computing `oh`, `ow`; the shortcut `(cs, ss, extra)` (channels, stride,
+/// `extra < ss`) gets the smallest input whose strided 1x1 conv has the output's size, plus
+/// `extra` rows and columns, so that strided reads do not always end at the input's edge.
+/// A `const fn`, so that tests can build [`crate::geom::ConvShape`]s with it.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn conv_geom(
+pub(crate) const fn conv_geom(
     n: usize,
     c: usize,
     hw: (usize, usize),
@@ -99,6 +106,15 @@ pub(crate) fn conv_geom(
     let (h, w) = hw;
     let oh = out_size(h, k, stride, pad, dilation);
     let ow = out_size(w, k, stride, pad, dilation);
+    let shortcut = match shortcut {
+        Some((cs, ss, extra)) => Some(ShortcutGeom {
+            c: cs,
+            h: (oh - 1) * ss + 1 + extra,
+            w: (ow - 1) * ss + 1 + extra,
+            stride: ss,
+        }),
+        None => None,
+    };
     ConvGeom {
         n,
         c,
@@ -112,12 +128,7 @@ pub(crate) fn conv_geom(
         pad,
         dilation,
         groups,
-        shortcut: shortcut.map(|(cs, ss, extra)| ShortcutGeom {
-            c: cs,
-            h: (oh - 1) * ss + 1 + extra,
-            w: (ow - 1) * ss + 1 + extra,
-            stride: ss,
-        }),
+        shortcut,
         residual,
         relu,
     }

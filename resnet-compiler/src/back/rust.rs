@@ -30,7 +30,7 @@ pub enum Weights {
 }
 
 /// The generated module's items, as tokens (what `resnet!` expands to inside `mod name { }`).
-/// Without comments: those exist only in [`file`]'s text.
+/// Without comments: those exist only in [`file()`]'s text.
 pub fn module_items(program: &Program, weights: &Weights) -> TokenStream {
     Emitter::new(program, false).items(weights)
 }
@@ -293,7 +293,7 @@ impl<'p> Emitter<'p> {
         }
     }
 
-    /// A `// text` line in [`file`]'s output; nothing in tokens for the macro.
+    /// A `// text` line in [`file()`]'s output; nothing in tokens for the macro.
     fn comment(&self, text: &str) -> TokenStream {
         if self.comments {
             quote! { __resnetc_comment!(#text); }

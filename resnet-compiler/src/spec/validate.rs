@@ -19,8 +19,13 @@ pub(crate) mod limits {
     pub const EXTENT: u64 = 1 << 14;
     /// Largest batch.
     pub const BATCH: u64 = 1024;
-    /// Largest tensor, in elements: offsets in C `int` stay below 2^31.
+    /// Largest tensor, in elements. A ResNet's plan never has more than three tensors live at
+    /// once (a block's input, its last inner activation and its output), so every arena offset
+    /// stays below 3 * 2^29 < 2^31 elements and fits a C `int`.
     pub const ELEMENTS: u64 = 1 << 29;
+    /// Most parameters (torchvision's count): 8 GB of `f32` weights. The largest torchvision
+    /// ResNet, wide_resnet101_2, has 126,886,696.
+    pub const PARAMS: u64 = (1 << 31) - 1;
 }
 
 /// Channels of a bottleneck's inner 3x3, torchvision's `int(planes * (base_width / 64.0)) * groups`.
@@ -52,7 +57,7 @@ impl RawSpec {
         let spec = self.check_fields(&mut diags);
         match spec {
             Some(spec) if diags.is_empty() => match crate::shape::check_input_extent(&spec) {
-                Ok(()) => Ok(spec),
+                Ok(()) => check_totals(&spec).map(|()| spec).map_err(|d| vec![d]),
                 Err(diag) => Err(vec![diag]),
             },
             _ => Err(diags),
@@ -361,6 +366,26 @@ impl RawSpec {
             head: head?,
         })
     }
+}
+
+/// The limit on the whole network's parameters (see [`limits`]).
+fn check_totals(spec: &Spec) -> Result<(), Diagnostic> {
+    let graph = crate::ir::Graph::from_spec(spec);
+    let params: u64 = graph
+        .schedule()
+        .iter()
+        .map(|&id| graph.node(id).op.params() as u64)
+        .sum();
+    if params > limits::PARAMS {
+        return Err(Diagnostic::new(
+            FieldPath::Field(Field::Layers),
+            format!(
+                "this network has {params} parameters; at most {} (8 GB of f32 weights) are supported",
+                limits::PARAMS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Stage indices of the `features` names, or `None` after reporting what is wrong.
