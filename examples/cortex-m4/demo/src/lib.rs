@@ -18,7 +18,7 @@ mod c;
 mod elf;
 mod firmware;
 mod qemu;
-mod tools;
+pub mod tools;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -117,3 +117,37 @@ fn has_rust_target() -> bool {
                 .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
         })
 }
+
+/// Installs the missing tools the way `.ci/run` does, when this process may: the Debian
+/// packages with `apt-get` as root, the Rust target with `rustup`. Returns whether it ran
+/// anything; the caller then looks for the tools again.
+pub fn install(say: &mut dyn FnMut(&str)) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let mut ran = false;
+    if root && on_path("apt-get").is_some() {
+        say(&format!(
+            "installing {APT_PACKAGES} with apt-get (running as root)"
+        ));
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let mut install = vec!["install", "-y", "-qq"];
+        install.extend(APT_PACKAGES.split(' '));
+        ran |= apt(&["update", "-qq"]) && apt(&install);
+    }
+    if !has_rust_target() && on_path("rustup").is_some() {
+        say(&format!("installing the Rust target {RUST_TARGET} with rustup"));
+        ran |= Command::new("rustup")
+            .args(["target", "add", RUST_TARGET])
+            .status()
+            .is_ok_and(|s| s.success());
+    }
+    ran
+}
