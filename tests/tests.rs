@@ -10,6 +10,7 @@ mod numerics;
 mod properties;
 mod spec_errors;
 mod spec_fuzz;
+mod threads;
 mod torchvision_counts;
 mod ui;
 

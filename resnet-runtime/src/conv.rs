@@ -107,7 +107,7 @@ pub fn conv2d<S: ConvShape>(
     out: &mut [f32],
 ) {
     let ops = Operands::new(packed, bias, input, shortcut, residual);
-    conv_jobs(Const::<S>(PhantomData), &ops, 0..job_count(&S::GEOM), out);
+    run_all_jobs(Const::<S>(PhantomData), &ops, out);
 }
 
 /// [`conv2d`] with the geometry as a value: one shared instance of the kernel for every
@@ -123,7 +123,56 @@ pub fn conv2d_dyn(
     out: &mut [f32],
 ) {
     let ops = Operands::new(packed, bias, input, shortcut, residual);
-    conv_jobs(Dyn(g), &ops, 0..job_count(g), out);
+    run_all_jobs(Dyn(g), &ops, out);
+}
+
+/// Runs every job of the call, split across [`crate::threads::threads`] threads under `std`.
+#[inline(always)]
+fn run_all_jobs<G: Geom + Send + Sync>(gg: G, ops: &Operands<'_>, out: &mut [f32]) {
+    let g = gg.get();
+    let total = job_count(&g);
+    #[cfg(feature = "std")]
+    {
+        let threads = crate::threads::threads()
+            .min(total)
+            .min(g.macs() / crate::threads::MIN_MACS_PER_THREAD)
+            .max(1);
+        if threads > 1 {
+            return run_jobs_threaded(gg, ops, out, total, threads);
+        }
+    }
+    conv_jobs(gg, ops, 0..total, out)
+}
+
+/// Cuts the jobs into `threads` contiguous ranges of (nearly) equal size, each with its
+/// slice of `out`, and runs all but the last on scoped threads, the last on this one.
+#[cfg(feature = "std")]
+#[inline(never)]
+fn run_jobs_threaded<G: Geom + Send + Sync>(
+    gg: G,
+    ops: &Operands<'_>,
+    out: &mut [f32],
+    total: usize,
+    threads: usize,
+) {
+    let g = gg.get();
+    std::thread::scope(|scope| {
+        let mut rest = out;
+        let mut start = 0;
+        for t in 0..threads {
+            let end = total * (t + 1) / threads;
+            let len = jobs_output_range(&g, start..end).len();
+            let (mine, tail) = core::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            let jobs = start..end;
+            if t + 1 == threads {
+                conv_jobs(gg, ops, jobs, mine);
+            } else {
+                scope.spawn(move || conv_jobs(gg, ops, jobs, mine));
+            }
+            start = end;
+        }
+    });
 }
 
 /// Where the kernel reads the geometry: a constant ([`Const`]) or a value ([`Dyn`]).
@@ -132,9 +181,10 @@ pub(crate) trait Geom: Copy {
     fn get(self) -> ConvGeom;
 }
 
-/// The geometry of a [`ConvShape`], as a constant.
+/// The geometry of a [`ConvShape`], as a constant. (`fn() -> S`: a marker that is `Send` and
+/// `Sync` whatever `S` is, since no `S` is ever held.)
 #[derive(Debug)]
-pub(crate) struct Const<S>(PhantomData<S>);
+pub(crate) struct Const<S>(PhantomData<fn() -> S>);
 
 impl<S> Clone for Const<S> {
     fn clone(&self) -> Self {

@@ -24,6 +24,8 @@ pub mod load;
 pub mod model;
 pub mod pack;
 pub mod pool;
+#[cfg(feature = "std")]
+pub mod threads;
 
 #[cfg(target_endian = "big")]
 compile_error!(
