@@ -237,3 +237,59 @@ fn emit_rust_writes_the_module_and_the_blob() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn emit_c_needs_weights_and_writes_all_or_nothing() {
+    let dir = std::env::temp_dir().join(format!("resnetc-emit-c-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.join("c");
+    let out_s = out.display().to_string();
+    let r = resnetc(&["emit", "c", &spec("resnet8_cifar.yaml"), "-o", &out_s]);
+    assert_eq!(r.code, ExitCode::FAILURE);
+    assert!(r.err.starts_with("error: emit c needs weights"), "{}", r.err);
+    assert!(!out.exists(), "nothing is created without weights");
+
+    let r = resnetc(&[
+        "emit",
+        "c",
+        &spec("resnet8_cifar.yaml"),
+        "--synthetic-weights",
+        "3",
+        "-o",
+        &out_s,
+    ]);
+    assert_eq!(r.code, ExitCode::SUCCESS, "{}", r.err);
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["resnet8_cifar.c", "resnet8_cifar.h", "resnet8_cifar_weights.c"]
+    );
+    let header = std::fs::read_to_string(out.join("resnet8_cifar.h")).unwrap();
+    assert!(header.contains("#define RESNET8_CIFAR_ARENA_BYTES 131072"));
+    assert!(header.contains("int resnet8_cifar_forward(const float *input, float *output, void *arena);"));
+
+    // A directory that cannot be created: a clear error and no files.
+    let blocked = dir.join("file");
+    std::fs::write(&blocked, "").unwrap();
+    let target = blocked.join("c").display().to_string();
+    let r = resnetc(&[
+        "emit",
+        "c",
+        &spec("resnet8_cifar.yaml"),
+        "--synthetic-weights",
+        "0",
+        "-o",
+        &target,
+    ]);
+    assert_eq!(r.code, ExitCode::FAILURE);
+    assert!(
+        r.err.starts_with("error: cannot create the directory "),
+        "{}",
+        r.err
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
