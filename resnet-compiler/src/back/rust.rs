@@ -191,6 +191,18 @@ impl<'p> Emitter<'p> {
         let arena_bytes = lit(p.arena_bytes);
         let [n, c, h, w] = p.input.map(lit);
         let blob_len = lit(self.layout.blob_len);
+        let n_steps = lit(p.steps.len());
+        let steps = p.steps.iter().map(|s| s.covers.as_str());
+        let step_macs = p.steps.iter().map(|s| {
+            let macs = match &s.kind {
+                StepKind::Conv(c) => conv_geom(c).macs(),
+                StepKind::Linear { linear, input, .. } => {
+                    input.shape.dims()[0] * linear.in_features * linear.out_features
+                }
+                StepKind::MaxPool { .. } | StepKind::GlobalAvgPool { .. } => 0,
+            };
+            Literal::u64_unsuffixed(macs as u64)
+        });
         let input_doc = format!(" Elements of the input, `{:?}` (N, C, H, W), row-major.", p.input);
         let outputs_doc = p
             .outputs
@@ -241,7 +253,18 @@ impl<'p> Emitter<'p> {
 
                     /// Runs the network on `input`, writing `output`; `arena` holds the activations.
                     pub fn forward(input: &[f32; INPUT_LEN], output: &mut [f32; OUTPUT_LEN], arena: &mut Arena) {
-                        run(::resnet_runtime::weights_f32(&WEIGHTS), input, output, arena)
+                        run(::resnet_runtime::weights_f32(&WEIGHTS), input, output, arena, &mut |_| {})
+                    }
+
+                    /// [`forward`], calling `after_step(i)` when kernel call `i` (see [`STEPS`]) is
+                    /// done: for profiling, without changing what runs.
+                    pub fn forward_with_hook(
+                        input: &[f32; INPUT_LEN],
+                        output: &mut [f32; OUTPUT_LEN],
+                        arena: &mut Arena,
+                        after_step: &mut dyn FnMut(usize),
+                    ) {
+                        run(::resnet_runtime::weights_f32(&WEIGHTS), input, output, arena, after_step)
                     }
                 }
             }
@@ -259,6 +282,10 @@ impl<'p> Emitter<'p> {
             pub const ARENA_BYTES: usize = #arena_bytes;
             /// `f32` elements of the weight blob.
             const BLOB_LEN: usize = #blob_len;
+            /// The kernel calls, in order, by the torchvision modules each computes.
+            pub const STEPS: [&str; #n_steps] = [#(#steps),*];
+            /// Multiply-accumulates of each kernel call (convs and the classifier; 0 for pools).
+            pub const STEP_MACS: [u64; #n_steps] = [#(#step_macs),*];
 
             /// Activation memory, planned at compile time. Large: keep it in a `static`, or on the
             /// heap with `resnet_runtime::zeroed_box::<Arena>()`.
@@ -286,7 +313,13 @@ impl<'p> Emitter<'p> {
             #(#shapes)*
 
             /// The kernel calls, in order. `w` is the weight blob.
-            fn run(w: &[f32], input: &[f32; INPUT_LEN], output: &mut [f32; OUTPUT_LEN], arena: &mut Arena) {
+            fn run(
+                w: &[f32],
+                input: &[f32; INPUT_LEN],
+                output: &mut [f32; OUTPUT_LEN],
+                arena: &mut Arena,
+                after_step: &mut dyn FnMut(usize),
+            ) {
                 let arena = &mut arena.0[..];
                 #body
             }
@@ -365,7 +398,19 @@ impl<'p> Emitter<'p> {
 
             /// Runs the network on `input` with `weights`, writing `output`; `arena` holds the activations.
             pub fn forward(weights: &Weights, input: &[f32; INPUT_LEN], output: &mut [f32; OUTPUT_LEN], arena: &mut Arena) {
-                run(&weights.0, input, output, arena)
+                run(&weights.0, input, output, arena, &mut |_| {})
+            }
+
+            /// [`forward`], calling `after_step(i)` when kernel call `i` (see [`STEPS`]) is done:
+            /// for profiling, without changing what runs.
+            pub fn forward_with_hook(
+                weights: &Weights,
+                input: &[f32; INPUT_LEN],
+                output: &mut [f32; OUTPUT_LEN],
+                arena: &mut Arena,
+                after_step: &mut dyn FnMut(usize),
+            ) {
+                run(&weights.0, input, output, arena, after_step)
             }
         }
     }
@@ -374,7 +419,7 @@ impl<'p> Emitter<'p> {
     fn body(&self) -> TokenStream {
         let mut layers = self.layout.layers.iter();
         let mut out = TokenStream::new();
-        for step in &self.program.steps {
+        for (index, step) in self.program.steps.iter().enumerate() {
             let comment = &step.covers;
             let call = match &step.kind {
                 StepKind::Conv(s) => {
@@ -465,7 +510,8 @@ impl<'p> Emitter<'p> {
                 }
             };
             out.extend(self.comment(comment));
-            out.extend(quote! { { #call } });
+            let i = lit(index);
+            out.extend(quote! { { #call } after_step(#i); });
         }
         out
     }
