@@ -144,8 +144,8 @@ fn run_all_jobs<G: Geom + Send + Sync>(gg: G, ops: &Operands<'_>, out: &mut [f32
     conv_jobs(gg, ops, 0..total, out)
 }
 
-/// Cuts the jobs into `threads` contiguous ranges of (nearly) equal size, each with its
-/// slice of `out`, and runs all but the last on scoped threads, the last on this one.
+/// Cuts the jobs into `threads` contiguous ranges of (nearly) equal size and runs each, with
+/// its own slice of `out`, on the thread pool (see [`crate::threads`]).
 #[cfg(feature = "std")]
 #[inline(never)]
 fn run_jobs_threaded<G: Geom + Send + Sync>(
@@ -155,23 +155,29 @@ fn run_jobs_threaded<G: Geom + Send + Sync>(
     total: usize,
     threads: usize,
 ) {
-    let g = gg.get();
-    std::thread::scope(|scope| {
-        let mut rest = out;
-        let mut start = 0;
-        for t in 0..threads {
-            let end = total * (t + 1) / threads;
-            let len = jobs_output_range(&g, start..end).len();
-            let (mine, tail) = core::mem::take(&mut rest).split_at_mut(len);
-            rest = tail;
-            let jobs = start..end;
-            if t + 1 == threads {
-                conv_jobs(gg, ops, jobs, mine);
-            } else {
-                scope.spawn(move || conv_jobs(gg, ops, jobs, mine));
-            }
-            start = end;
+    /// The output buffer, shared by the parts; each part writes only its own range of it.
+    struct Out(*mut f32);
+    // SAFETY: parts write disjoint ranges (`jobs_output_range` of disjoint job ranges), and
+    // `run_parts` returns only when all are done, while `out` is still borrowed here.
+    unsafe impl Sync for Out {}
+    impl Out {
+        // A method, so that closures capture the whole `Out` (which is `Sync`), not its
+        // pointer field (which is not).
+        fn at(&self, offset: usize) -> *mut f32 {
+            self.0.wrapping_add(offset)
         }
+    }
+    let g = gg.get();
+    let base = Out(out.as_mut_ptr());
+    let len = out.len();
+    crate::threads::run_parts(threads, &|t| {
+        let jobs = total * t / threads..total * (t + 1) / threads;
+        let range = jobs_output_range(&g, jobs.clone());
+        debug_assert!(range.end <= len);
+        // SAFETY: `range` lies within `out` (debug-asserted), no other part's range overlaps
+        // it, and `out` outlives the call (see `Out`).
+        let mine = unsafe { core::slice::from_raw_parts_mut(base.at(range.start), range.len()) };
+        conv_jobs(gg, ops, jobs, mine);
     });
 }
 

@@ -1,17 +1,26 @@
-//! Threads (`std` only): how many threads each conv splits its work across.
+//! Threads (`std` only): how many threads each conv splits its work across, and the pool
+//! that runs them.
 //!
 //! A conv's work is its jobs (one panel of output channels of one group of one image); a
 //! contiguous range of jobs writes one contiguous slice of the output, so the jobs are cut
 //! into as many ranges as there are threads and each range runs on its own thread with its
 //! own slice. Each output element is computed by the same code whatever range it falls in,
 //! so the results are the same bits for any thread count.
+//!
+//! The workers are started once and then wait on a condition variable, so that a forward
+//! pass allocates nothing and pays no thread start per layer. A call hands them a borrowed
+//! task and does not return before every part has finished, as `std::thread::scope` does.
+//! If another thread is using the pool at that moment, the call runs all its parts itself:
+//! same bits, no waiting.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
 /// Sets the number of threads convs use from now on, in this process (at least 1; 1, the
-/// default, runs everything on the calling thread).
+/// default, runs everything on the calling thread). The workers start on first use.
 pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
@@ -21,6 +30,167 @@ pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
-/// Below this many multiply-accumulates a conv runs on one thread: starting a thread costs
-/// about as much as this much work.
+/// Below this many multiply-accumulates a conv runs on one thread: handing work to another
+/// thread costs about as much as this much work.
 pub(crate) const MIN_MACS_PER_THREAD: usize = 1 << 20;
+
+/// A task borrowed for the duration of one [`run_parts`] call.
+#[derive(Clone, Copy)]
+struct Task(*const (dyn Fn(usize) + Sync));
+
+// SAFETY: the pointee is `Sync`, and `run_parts` keeps it alive until every worker that
+// received the pointer has finished with it.
+unsafe impl Send for Task {}
+
+struct State {
+    /// Incremented for every task, so that a worker runs each task once.
+    generation: u64,
+    task: Option<Task>,
+    /// Parts of the current task; worker `i` runs part `i` if `i < parts - 1`.
+    parts: usize,
+    /// Parts handed to workers that have not finished.
+    pending: usize,
+    /// Whether a part panicked (re-raised on the calling thread).
+    panicked: bool,
+    /// Workers started so far.
+    workers: usize,
+}
+
+struct Pool {
+    state: Mutex<State>,
+    work: Condvar,
+    done: Condvar,
+    /// Held by the one caller using the pool.
+    busy: Mutex<()>,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        state: Mutex::new(State {
+            generation: 0,
+            task: None,
+            parts: 0,
+            pending: 0,
+            panicked: false,
+            workers: 0,
+        }),
+        work: Condvar::new(),
+        done: Condvar::new(),
+        busy: Mutex::new(()),
+    })
+}
+
+/// Kernel code does not panic in release builds; if a part ever did, the state is still
+/// consistent (it is only written under the lock), so a poisoned lock is simply taken.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Worker `index`, started while the pool's state was at generation `seen`: it runs its part
+/// of every later task. (Reading the generation itself when it starts would race with the
+/// task that caused it to be started, published before the new thread gets the lock.)
+fn worker(pool: &'static Pool, index: usize, mut seen: u64) {
+    loop {
+        let mut st = lock(&pool.state);
+        while st.generation == seen {
+            st = pool.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        seen = st.generation;
+        let (task, parts) = (st.task, st.parts);
+        drop(st);
+        let Some(task) = task.filter(|_| index + 1 < parts) else {
+            continue;
+        };
+        // SAFETY: `run_parts` published this pointer and waits for `pending` to reach zero,
+        // which needs this worker's decrement below, before the task goes out of scope.
+        let f = unsafe { &*task.0 };
+        let ok = catch_unwind(AssertUnwindSafe(|| f(index))).is_ok();
+        let mut st = lock(&pool.state);
+        st.panicked |= !ok;
+        st.pending -= 1;
+        if st.pending == 0 {
+            pool.done.notify_all();
+        }
+    }
+}
+
+/// Calls `f(0)`, ..., `f(parts - 1)`, on the pool's workers and this thread, and returns when
+/// all are done. Allocates only the first time it needs more workers than exist.
+pub(crate) fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+    let pool = pool();
+    let _busy = match pool.busy.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        // Another thread is running a task: do this one here, part by part.
+        Err(TryLockError::WouldBlock) => return (0..parts).for_each(f),
+    };
+    if parts <= 1 {
+        return (0..parts).for_each(f);
+    }
+    {
+        let mut st = lock(&pool.state);
+        while st.workers < parts - 1 {
+            let (index, seen) = (st.workers, st.generation);
+            let spawned = std::thread::Builder::new()
+                .name(format!("resnet-runtime-{index}"))
+                .spawn(move || worker(pool, index, seen));
+            if spawned.is_err() {
+                // No more threads to be had: run what would have been theirs here.
+                drop(st);
+                return (0..parts).for_each(f);
+            }
+            st.workers += 1;
+        }
+        // SAFETY (of the lifetime erasure): the pointer is cleared and every worker that
+        // read it is done before this function returns, so `f` outlives every use.
+        let erased: *const (dyn Fn(usize) + Sync + '_) = f;
+        // SAFETY: only the lifetime changes; see above.
+        let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe { core::mem::transmute(erased) };
+        st.task = Some(Task(erased));
+        st.parts = parts;
+        st.pending = parts - 1;
+        st.panicked = false;
+        st.generation += 1;
+        pool.work.notify_all();
+    }
+    let mine = catch_unwind(AssertUnwindSafe(|| f(parts - 1)));
+    let mut st = lock(&pool.state);
+    while st.pending > 0 {
+        st = pool.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+    }
+    st.task = None;
+    let panicked = st.panicked;
+    drop(st);
+    if let Err(payload) = mine {
+        std::panic::resume_unwind(payload);
+    }
+    assert!(!panicked, "a conv part panicked on a worker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_runs_once_and_concurrent_callers_get_their_own_results() {
+        let counts: [AtomicUsize; 5] = Default::default();
+        run_parts(5, &|i| {
+            counts[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                s.spawn(move || {
+                    for _ in 0..200 {
+                        let sum = AtomicUsize::new(0);
+                        run_parts(3, &|i| {
+                            sum.fetch_add(i + 10 * t, Ordering::Relaxed);
+                        });
+                        assert_eq!(sum.load(Ordering::Relaxed), 3 + 30 * t);
+                    }
+                });
+            }
+        });
+    }
+}
