@@ -69,16 +69,11 @@ pub enum Error {
 /// Compiles a validated spec: build, passes, plan, lower. Pure: no file is read or written.
 pub fn compile(spec: &Spec, options: &Options) -> Result<Compilation, Error> {
     let graph = Graph::from_spec(spec);
-    let fused = passes::run(&graph)?;
-    // `passes::run` verified both graphs, shapes included.
-    let shapes = shape::infer(&graph).map_err(|e| passes::PassError {
-        pass: "build",
-        source: e.into(),
-    })?;
-    let fused_shapes = shape::infer(&fused).map_err(|e| passes::PassError {
-        pass: "fuse_relu",
-        source: e.into(),
-    })?;
+    let passes::Fused {
+        input_shapes: shapes,
+        graph: fused,
+        shapes: fused_shapes,
+    } = passes::run(&graph)?;
     let plan = plan::plan(&fused, &fused_shapes, options.align_bytes);
     let program = Program::lower(spec, &fused, &fused_shapes, &plan);
     Ok(Compilation {

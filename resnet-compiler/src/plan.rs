@@ -231,10 +231,10 @@ mod tests {
 
     fn planned(spec: &str) -> (Graph, ShapeInfo, MemoryPlan) {
         let spec = crate::spec::parse_yaml(spec, "spec").unwrap();
-        let fused = crate::passes::run(&Graph::from_spec(&spec)).unwrap();
-        let shapes = crate::shape::infer(&fused).unwrap();
-        let p = plan(&fused, &shapes, 64);
-        (fused, shapes, p)
+        let crate::passes::Fused { graph, shapes, .. } =
+            crate::passes::run(&Graph::from_spec(&spec)).unwrap();
+        let p = plan(&graph, &shapes, 64);
+        (graph, shapes, p)
     }
 
     /// No two tensors live at the same step overlap in memory, except an in-place pair.

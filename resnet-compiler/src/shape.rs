@@ -237,9 +237,8 @@ pub fn infer(graph: &Graph) -> Result<ShapeInfo, ShapeError> {
 
 /// Checks that `spec`'s input gives every feature map at least one element, and none more
 /// than the compiler's limit; the diagnostic names the layer that fails.
-pub(crate) fn check_input_extent(spec: &Spec) -> Result<(), Diagnostic> {
-    let graph = Graph::from_spec(spec);
-    let e = match infer(&graph) {
+pub(crate) fn check_input_extent(spec: &Spec, graph: &Graph) -> Result<(), Diagnostic> {
+    let e = match infer(graph) {
         Ok(_) => return Ok(()),
         Err(e) => e,
     };

@@ -1,7 +1,7 @@
 //! The verifier: structural invariants of a graph, checked after building and after each pass.
 
 use crate::ir::{Graph, NodeId, Op, Port};
-use crate::shape::{self, ShapeError};
+use crate::shape::{self, ShapeError, ShapeInfo};
 
 /// A broken invariant, with the node it is about.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +22,9 @@ pub enum VerifyError {
 }
 
 /// Checks that every edge goes forward in the schedule, that every node has the inputs its
-/// op takes, that node names are unique, and that shapes agree.
-pub fn verify(g: &Graph) -> Result<(), VerifyError> {
+/// op takes, that node names are unique, and that shapes agree; returns the shapes (the side
+/// table later stages use, as naga's validator returns its `ModuleInfo`).
+pub fn verify(g: &Graph) -> Result<ShapeInfo, VerifyError> {
     let mut names = std::collections::BTreeSet::new();
     for id in g.schedule() {
         let node = g.node(id);
@@ -71,8 +72,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             });
         }
     }
-    shape::infer(g)?;
-    Ok(())
+    Ok(shape::infer(g)?)
 }
 
 /// Checks that the passes left nothing but convs, pools and the classifier.

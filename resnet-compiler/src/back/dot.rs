@@ -4,11 +4,10 @@ use petgraph::dot::{Config, Dot};
 
 use crate::Compilation;
 use crate::ir::{Graph, Op, Port};
-use crate::shape::ShapeInfo;
 
 /// The graph as built: one box per module call, labelled with its name, op and shape.
 pub fn unfused(c: &Compilation) -> String {
-    render(&c.graph, &c.shapes, &|id| {
+    render(&c.graph, &|id| {
         let node = c.graph.node(id);
         format!("{}\\n{}\\n{}", node.name, op_label(&node.op), c.shapes.get(id))
     })
@@ -25,7 +24,7 @@ pub fn fused(c: &Compilation) -> String {
         .zip(&c.program.steps)
         .map(|(id, step)| (id, step.covers.clone()))
         .collect();
-    render(&c.fused, &c.fused_shapes, &|id| {
+    render(&c.fused, &|id| {
         let node = c.fused.node(id);
         let title = covers.get(&id).cloned().unwrap_or_else(|| node.name.clone());
         format!(
@@ -37,7 +36,7 @@ pub fn fused(c: &Compilation) -> String {
     })
 }
 
-fn render(g: &Graph, _shapes: &ShapeInfo, label: &dyn Fn(crate::ir::NodeId) -> String) -> String {
+fn render(g: &Graph, label: &dyn Fn(crate::ir::NodeId) -> String) -> String {
     let pg = g.petgraph();
     let node_attr = |_, (index, _): (petgraph::stable_graph::NodeIndex, &crate::ir::Node)| {
         let id = crate::ir::NodeId::from_index(index);

@@ -14,6 +14,7 @@ pub use fuse_relu::fuse_relu;
 pub use fuse_shortcut::fuse_shortcut;
 
 use crate::ir::{Graph, Op};
+use crate::shape::ShapeInfo;
 use crate::valid;
 
 /// A pass left the graph invalid: a compiler bug, reported with the pass's name.
@@ -37,22 +38,38 @@ pub const PASSES: [(&str, Pass); 3] = [
     ("fuse_relu", fuse_relu),
 ];
 
-/// Runs every pass on a copy of `graph` and returns the fused graph.
-pub fn run(graph: &Graph) -> Result<Graph, PassError> {
+/// A graph after the passes, with the shapes the verifier found.
+#[derive(Debug, Clone)]
+pub struct Fused {
+    /// The shapes of the graph the passes started from.
+    pub input_shapes: ShapeInfo,
+    /// The fused graph.
+    pub graph: Graph,
+    /// Its shapes.
+    pub shapes: ShapeInfo,
+}
+
+/// Runs every pass on a copy of `graph` and returns the fused graph and the shapes of both.
+pub fn run(graph: &Graph) -> Result<Fused, PassError> {
     let mut g = graph.clone();
-    valid::verify(&g).map_err(|source| PassError {
+    let input_shapes = valid::verify(&g).map_err(|source| PassError {
         pass: "build",
         source,
     })?;
+    let mut shapes = input_shapes.clone();
     for (pass, f) in PASSES {
         f(&mut g);
-        valid::verify(&g).map_err(|source| PassError { pass, source })?;
+        shapes = valid::verify(&g).map_err(|source| PassError { pass, source })?;
     }
     valid::verify_fused(&g).map_err(|source| PassError {
         pass: "fuse_relu",
         source,
     })?;
-    Ok(g)
+    Ok(Fused {
+        input_shapes,
+        graph: g,
+        shapes,
+    })
 }
 
 /// Whether `op` is a conv with nothing fused after `stage` yet, so that a following module
@@ -107,7 +124,7 @@ mod tests {
             include_str!("../../../specs/resnet20_cifar.yaml"),
         ] {
             let spec = crate::spec::parse_yaml(text, "spec").unwrap();
-            let fused = run(&Graph::from_spec(&spec)).unwrap();
+            let fused = run(&Graph::from_spec(&spec)).unwrap().graph;
             for id in fused.schedule() {
                 let op = &fused.node(id).op;
                 assert!(

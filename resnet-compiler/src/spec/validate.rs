@@ -56,10 +56,14 @@ impl RawSpec {
         let mut diags = Vec::new();
         let spec = self.check_fields(&mut diags);
         match spec {
-            Some(spec) if diags.is_empty() => match crate::shape::check_input_extent(&spec) {
-                Ok(()) => check_totals(&spec).map(|()| spec).map_err(|d| vec![d]),
-                Err(diag) => Err(vec![diag]),
-            },
+            Some(spec) if diags.is_empty() => {
+                // The rules on the whole network need the network, built once for both.
+                let graph = crate::ir::Graph::from_spec(&spec);
+                crate::shape::check_input_extent(&spec, &graph)
+                    .and_then(|()| check_params(&graph))
+                    .map(|()| spec)
+                    .map_err(|d| vec![d])
+            }
             _ => Err(diags),
         }
     }
@@ -369,8 +373,7 @@ impl RawSpec {
 }
 
 /// The limit on the whole network's parameters (see [`limits`]).
-fn check_totals(spec: &Spec) -> Result<(), Diagnostic> {
-    let graph = crate::ir::Graph::from_spec(spec);
+fn check_params(graph: &crate::ir::Graph) -> Result<(), Diagnostic> {
     let params: u64 = graph
         .schedule()
         .iter()

@@ -196,13 +196,9 @@ impl Document<'_> {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         let mut message = e.to_string();
         // The position is printed in front; drop yaml_serde's own copy of it.
-        for suffix in [
-            format!(" at line {line} column {column}"),
-            format!(" at position {}", 0),
-        ] {
-            if let Some(at) = message.find(&suffix) {
-                message.replace_range(at..at + suffix.len(), "");
-            }
+        let suffix = format!(" at line {line} column {column}");
+        if let Some(at) = message.find(&suffix) {
+            message.replace_range(at..at + suffix.len(), "");
         }
         let message = match field {
             Some(field) => {
