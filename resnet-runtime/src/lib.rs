@@ -26,6 +26,7 @@ pub mod pack;
 pub mod pool;
 #[cfg(feature = "std")]
 pub mod threads;
+pub mod winograd;
 
 #[cfg(target_endian = "big")]
 compile_error!(
