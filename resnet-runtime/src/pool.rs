@@ -19,6 +19,30 @@ pub fn max_pool2d(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
     if h == 0 || w == 0 {
         return;
     }
+    #[cfg(feature = "std")]
+    {
+        // Planes split across threads, as conv jobs are: each plane by the same code.
+        let planes = g.n * g.c;
+        let threads = crate::threads::threads()
+            .min(planes)
+            .min(planes * oh * ow * g.k * g.k / crate::threads::MIN_MACS_PER_THREAD)
+            .max(1);
+        if threads > 1 {
+            let base = crate::threads::SharedOut::new(out);
+            return crate::threads::run_parts(threads, &|t| {
+                let p = planes * t / threads..planes * (t + 1) / threads;
+                // SAFETY: the parts' plane ranges are disjoint, inside `out`.
+                let mine = unsafe { base.slice(p.start * oh * ow..p.end * oh * ow) };
+                max_pool_planes(g, &input[p.start * h * w..p.end * h * w], mine);
+            });
+        }
+    }
+    max_pool_planes(g, input, out);
+}
+
+/// [`max_pool2d`] of whole planes, on this thread.
+fn max_pool_planes(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
+    let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
     for (plane, oplane) in input.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
         for (y, orow) in oplane.chunks_exact_mut(ow).enumerate() {
             // The in-range rows of the window: [y*s - p, y*s - p + k) clamped to [0, h).
@@ -175,6 +199,30 @@ mod tests {
             k,
             stride,
             pad,
+        }
+    }
+
+    /// Split across threads by planes: the same bits as on one thread.
+    #[cfg(feature = "std")]
+    #[test]
+    fn max_pool_threads_agree() {
+        if cfg!(miri) {
+            return;
+        }
+        let g = pool_geom(2, 24, 56, 61, 3, 2, 1);
+        let mut rng = Rng::new(11);
+        let input: Vec<f32> = (0..2 * 24 * 56 * 61).map(|_| rng.f32() - 0.5).collect();
+        let mut one = vec![f32::NAN; 2 * 24 * g.oh * g.ow];
+        max_pool_planes(&g, &input, &mut one);
+        for threads in [2, 3, 5] {
+            crate::threads::set_threads(threads);
+            let mut many = vec![f32::NAN; one.len()];
+            max_pool2d(&g, &input, &mut many);
+            crate::threads::set_threads(1);
+            assert!(
+                many.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{threads}"
+            );
         }
     }
 

@@ -34,6 +34,38 @@ pub fn threads() -> usize {
 /// thread costs about as much as this much work.
 pub(crate) const MIN_MACS_PER_THREAD: usize = 1 << 20;
 
+/// An output buffer that the parts of one [`run_parts`] call write, each its own range.
+pub(crate) struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: parts write disjoint ranges (the callers' contract, see `slice`), and `run_parts`
+// returns only when all are done, while the buffer is still borrowed by the caller.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Shares `out` for the parts of one `run_parts` call.
+    pub(crate) fn new(out: &mut [f32]) -> Self {
+        SharedOut {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+        }
+    }
+
+    /// The range `r` of the buffer.
+    ///
+    /// # Safety
+    /// No other part may access any element of `r` during the call, and the buffer given to
+    /// [`SharedOut::new`] must outlive it.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, r: core::ops::Range<usize>) -> &mut [f32] {
+        assert!(r.start <= r.end && r.end <= self.len);
+        // SAFETY: in bounds (asserted); exclusive by the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
+    }
+}
+
 /// A task borrowed for the duration of one [`run_parts`] call.
 #[derive(Clone, Copy)]
 struct Task(*const (dyn Fn(usize) + Sync));
