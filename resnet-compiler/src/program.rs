@@ -63,8 +63,15 @@ pub struct ConvStep {
 /// the 4x fewer multiplies save: measured on one AVX-512 core, 256 channels at 14x14 run at
 /// 134 effective GFLOP/s as Winograd and 194 direct, 512 at 7x7 at 151 and 147, while 64
 /// channels at 56x56 and 128 at 28x28 run at 435 and 401 against 205 and 194.
+///
+/// Grouped convs with few channels per group (ResNeXt's 4 and 8) stay direct: there the
+/// per-tile transforms outweigh the small GEMMs (resnext50_32x4d's layer1.0.conv2, 32 groups of
+/// 4 channels at 56x56, ran at 13.5 effective GFLOP/s as Winograd).
 pub fn winograd_pays(g: &resnet_runtime::ConvGeom) -> bool {
-    resnet_runtime::winograd::winograd_supported(g) && g.oh.div_ceil(4) * g.ow.div_ceil(4) >= 36
+    resnet_runtime::winograd::winograd_supported(g)
+        && g.oh.div_ceil(4) * g.ow.div_ceil(4) >= 36
+        && g.c / g.groups >= 16
+        && g.o / g.groups >= 16
 }
 
 /// One kernel call.
