@@ -3,8 +3,9 @@
 //! - `<model>_b8.yaml` for each benchmarked model: its spec with `input: [8, C, H, W]`, since
 //!   the batch is part of a spec's static shape; `src/models.rs` compiles them with
 //!   `resnet!` from `$OUT_DIR`.
-//! - `resnet50.rs` and its weight blob, through the build-script path with synthetic weights:
-//!   the `rss-embedded` binary, whose peak RSS is the real footprint of weights + arena + code.
+//! - with the `embedded` feature, `resnet50.rs` and its weight blob, through the build-script
+//!   path with synthetic weights: the `rss-embedded` binary, whose peak RSS is the real
+//!   footprint of weights + arena + code.
 //!
 //! It also records the compiler's version (`RESNET_BENCH_RUSTC`) for the reports.
 
@@ -51,10 +52,12 @@ fn run() -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     }
-    resnet_compiler::build::Builder::new("../specs/resnet50.yaml")
-        .synthetic_weights(0)
-        .write()
-        .map_err(|e| e.to_string())?;
+    if std::env::var_os("CARGO_FEATURE_EMBEDDED").is_some() {
+        resnet_compiler::build::Builder::new("../specs/resnet50.yaml")
+            .synthetic_weights(0)
+            .write()
+            .map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 

@@ -55,6 +55,10 @@ SEED = 0
 AGREEMENT = 1e-3
 # A row that takes longer than this is stuck (a deadlocked thread pool, say), not slow.
 ROW_TIMEOUT_S = 3600
+# Every cargo command of this script builds resnet-bench with the same features (so that it
+# is built once): `embedded` adds the rss-embedded binary (resnet50's weights packed by
+# build.rs and embedded), which the peak RSS comparison runs.
+CARGO_FEATURES = ["--features", "embedded"]
 
 
 def log(msg: str) -> None:
@@ -142,7 +146,8 @@ def time_runs(fn, protocol: Protocol) -> list[float]:
 
 def cargo_bench(args: list[str], timeout: float = ROW_TIMEOUT_S) -> dict:
     """`cargo run --release -p resnet-bench -- ARGS --json`, parsed."""
-    cmd = ["cargo", "run", "--release", "--quiet", "-p", "resnet-bench", "--", *args, "--json", "--quiet"]
+    cmd = ["cargo", "run", "--release", "--quiet", "-p", "resnet-bench", *CARGO_FEATURES, "--", *args, "--json",
+           "--quiet"]
     try:
         done = subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -305,7 +310,8 @@ def measure_rss(cache: str) -> list[dict]:
     np.save(x_file, R.synthetic_input(spec_at_batch(model, 1), SEED).numpy())
     onnx_file = onnx_path(cache, model, 1)
     log("building rss-loaded and rss-embedded")
-    run_checked(["cargo", "build", "--release", "--quiet", "-p", "resnet-bench", "--bins"], cwd=REPO_DIR)
+    run_checked(["cargo", "build", "--release", "--quiet", "-p", "resnet-bench", *CARGO_FEATURES, "--bins"],
+                cwd=REPO_DIR)
     bin_dir = os.path.join(target_dir(), "release")
     me = [sys.executable, os.path.abspath(__file__), "--rss-child"]
     runs = [
@@ -437,8 +443,9 @@ def main(argv=None) -> int:
     protocol = Protocol(args.warmup, args.runs, args.min_runs, args.min_time, args.max_runs)
     rounds = protocol.rounds(args.rounds)
 
-    log("building resnet-bench (cargo build --release -p resnet-bench)")
-    run_checked(["cargo", "build", "--release", "--quiet", "-p", "resnet-bench"], cwd=REPO_DIR)
+    log("building resnet-bench (cargo build --release -p resnet-bench --features embedded --bins)")
+    run_checked(["cargo", "build", "--release", "--quiet", "-p", "resnet-bench", *CARGO_FEATURES, "--bins"],
+                cwd=REPO_DIR)
     log("measuring the FMA peak (resnet-bench --peak-only)")
     peak = cargo_bench(["--peak-only"], timeout=600)
 

@@ -15,13 +15,17 @@ use std::process::ExitCode;
 use resnet_bench::expected;
 
 /// resnet50 with embedded weights, as `build.rs` wrote it.
+#[allow(dead_code)] // Not every generated item is used here.
 mod resnet50 {
     include!(concat!(env!("OUT_DIR"), "/resnet50.rs"));
 }
 
 fn main() -> ExitCode {
     let input: Box<[f32; resnet50::INPUT_LEN]> =
-        match resnet_compiler::synth::input(&resnet50::INPUT_SHAPE, 0).into_boxed_slice().try_into() {
+        match resnet_compiler::synth::input(&resnet50::INPUT_SHAPE, 0)
+            .into_boxed_slice()
+            .try_into()
+        {
             Ok(input) => input,
             Err(_) => {
                 eprintln!("error: the synthetic input does not have INPUT_LEN values");
