@@ -12,7 +12,14 @@ fn emit_all(file: &str) -> (String, c::CFiles, Vec<u8>, String) {
     let comp = compile(&parse_yaml(&text, file).unwrap(), &Options::default()).unwrap();
     let blob = packed_weights(&comp, &WeightsSource::Synthetic(0)).unwrap();
     let rust = rust::file(&comp.program, &rust::Weights::Runtime, file);
-    let cfiles = c::emit(&comp.program, &blob, file);
+    // The C back end's program: every conv direct.
+    let direct = Options {
+        winograd: false,
+        ..Options::default()
+    };
+    let comp_c = compile(&parse_yaml(&text, file).unwrap(), &direct).unwrap();
+    let blob_c = packed_weights(&comp_c, &WeightsSource::Synthetic(0)).unwrap();
+    let cfiles = c::emit(&comp_c.program, &blob_c, file);
     let bytes = resnet_compiler::weights::blob_bytes(&blob);
     let dot = resnet_compiler::back::dot::fused(&comp);
     (rust, cfiles, bytes, dot)

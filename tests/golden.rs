@@ -6,9 +6,13 @@ use resnet_compiler::summary::Summary;
 use resnet_compiler::{Options, compile, spec::parse_yaml};
 
 fn compiled(path: &std::path::Path) -> resnet_compiler::Compilation {
+    compiled_with(path, &Options::default())
+}
+
+fn compiled_with(path: &std::path::Path, options: &Options) -> resnet_compiler::Compilation {
     let text = std::fs::read_to_string(path).unwrap();
     let spec = parse_yaml(&text, &path.display().to_string()).unwrap();
-    compile(&spec, &Options::default()).unwrap()
+    compile(&spec, options).unwrap()
 }
 
 #[test]
@@ -43,7 +47,11 @@ fn generated_c_of_small_specs() {
     use resnet_compiler::build::{WeightsSource, packed_weights};
     for name in ["resnet8_cifar", "resnet20_cifar"] {
         let path = crate::root().join(format!("specs/{name}.yaml"));
-        let c = compiled(&path);
+        let direct = Options {
+            winograd: false,
+            ..Options::default()
+        };
+        let c = compiled_with(&path, &direct);
         let blob = packed_weights(&c, &WeightsSource::Synthetic(0)).unwrap();
         let files = emit(&c.program, &blob, &format!("`specs/{name}.yaml`"));
         insta::assert_snapshot!(format!("{name}.h"), files.header);

@@ -70,6 +70,7 @@ fn macro_errors() {
         "unset_env_var",
         "inline_invalid",
         "inline_unknown_field",
+        "winograd_not_bool",
     ] {
         t.compile_fail(format!("ui/{case}.rs"));
     }

@@ -206,7 +206,8 @@ fn weights_error(source: &WeightsSource, e: resnet_runtime::load::LoadError) -> 
 }
 
 /// Writes the C back end's `<name>.h`, `<name>.c` and `<name>_weights.c` into `dir`. All three
-/// are written to temporary files first and renamed into place only when all are written.
+/// are written to temporary files first and renamed into place only when all are written. The
+/// C runs direct convolutions only: `options.winograd` is ignored.
 pub fn write_c(
     spec: &Path,
     source: &WeightsSource,
@@ -214,7 +215,11 @@ pub fn write_c(
     options: &Options,
 ) -> Result<Vec<PathBuf>, BuildError> {
     let s = read_spec(spec)?;
-    let c = crate::compile(&s, options)?;
+    let options = Options {
+        winograd: false,
+        ..options.clone()
+    };
+    let c = crate::compile(&s, &options)?;
     let blob = packed_weights(&c, source)?;
     let files = crate::back::c::emit(&c.program, &blob, &format!("`{}`", spec.display()));
     std::fs::create_dir_all(dir).map_err(|source| BuildError::Io {

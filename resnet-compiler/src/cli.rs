@@ -53,6 +53,10 @@ enum Command {
         /// The output directory (created if missing).
         #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
         out_dir: PathBuf,
+        /// Run every conv directly, none as Winograd F(4x4,3x3) (Rust; the C always does):
+        /// smaller weights, an error closer to torchvision's.
+        #[arg(long)]
+        no_winograd: bool,
     },
     /// Print the graph as Graphviz DOT.
     Graph {
@@ -168,6 +172,7 @@ fn execute(args: &Args, out: &mut dyn Write) -> Result<(), Failure> {
             weights,
             synthetic_weights,
             out_dir,
+            no_winograd: _,
         } => {
             let source = match (weights, synthetic_weights) {
                 (Some(w), _) => crate::build::WeightsSource::File(w.clone()),
@@ -194,10 +199,15 @@ fn execute(args: &Args, out: &mut dyn Write) -> Result<(), Failure> {
             weights,
             synthetic_weights,
             out_dir,
+            no_winograd,
         } => {
             let mut b = crate::build::Builder::new(spec)
                 .out_dir(out_dir)
-                .rerun_if_changed(false);
+                .rerun_if_changed(false)
+                .options(Options {
+                    winograd: !no_winograd,
+                    ..Options::default()
+                });
             if let Some(w) = weights {
                 b = b.weights(w);
             }

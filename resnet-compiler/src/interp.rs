@@ -165,6 +165,21 @@ pub fn run_graph(
 /// does: activations in one arena at the planned offsets, returned tensors written into the
 /// output buffer, identity residuals in place where the plan says so.
 pub fn run_program(program: &Program, blob: &[f32], input: &[f32]) -> Vec<f32> {
+    run_program_on(program, blob, input, Kernels::Chosen)
+}
+
+/// Which conv kernels [`run_program_on`] calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// The process's instruction set (`resnet_runtime::isa`), as the generated Rust does.
+    Chosen,
+    /// The portable direct kernel whatever the CPU: the bits the emitted C and a Cortex-M give
+    /// (the program must have no Winograd conv).
+    Portable,
+}
+
+/// [`run_program`] on the given kernels.
+pub fn run_program_on(program: &Program, blob: &[f32], input: &[f32], kernels: Kernels) -> Vec<f32> {
     assert_eq!(input.len(), program.input_len());
     let layout = Layout::new(program);
     let mut arena = vec![0.0f32; program.arena_bytes / 4];
@@ -197,15 +212,30 @@ pub fn run_program(program: &Program, blob: &[f32], input: &[f32]) -> Vec<f32> {
                     Some((true, _)) => Residual::InPlace,
                     Some((false, r)) => Residual::Separate(r),
                 };
-                resnet_runtime::conv::conv2d_dyn(
-                    &g,
+                let (w, b) = (
                     &blob[l.weights..l.weights + l.weights_len()],
                     &blob[l.bias..l.bias + l.bias_len()],
-                    &x,
-                    sc.as_deref(),
-                    residual,
-                    &mut y,
                 );
+                match (c.winograd, kernels) {
+                    (true, Kernels::Chosen) => {
+                        resnet_runtime::winograd::winograd_conv2d_dyn(&g, w, b, &x, residual, &mut y);
+                    }
+                    (true, Kernels::Portable) => {
+                        panic!("{}: the portable kernels run no Winograd conv", c.name)
+                    }
+                    (false, Kernels::Chosen) => {
+                        resnet_runtime::conv::conv2d_dyn(&g, w, b, &x, sc.as_deref(), residual, &mut y);
+                    }
+                    (false, Kernels::Portable) => resnet_runtime::conv::conv2d_dyn_portable(
+                        &g,
+                        w,
+                        b,
+                        &x,
+                        sc.as_deref(),
+                        residual,
+                        &mut y,
+                    ),
+                }
             }
             StepKind::MaxPool {
                 pool,

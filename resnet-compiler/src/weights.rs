@@ -91,6 +91,7 @@ impl<'p> Layout<'p> {
                         Some(Shortcut::Projection { conv, bn, .. }) => Some((conv.as_str(), bn.as_deref())),
                         _ => None,
                     },
+                    winograd: s.winograd,
                 },
                 StepKind::Linear { name, linear, .. } => LayerKind::Linear {
                     name,

@@ -80,6 +80,7 @@ fn from_file(input: &ModelInput) -> syn::Result<Expanded> {
         let slot = match key.to_string().as_str() {
             "spec" => &mut spec,
             "weights" => &mut weights,
+            "winograd" => continue,
             other => {
                 let hint = if Field::from_key(other).is_some() {
                     " (with `spec`, the spec's fields are in the file)"
@@ -88,7 +89,7 @@ fn from_file(input: &ModelInput) -> syn::Result<Expanded> {
                 };
                 errors.push(
                     key.span(),
-                    format!("unknown key `{other}`: expected `spec` or `weights`{hint}"),
+                    format!("unknown key `{other}`: expected `spec`, `weights` or `winograd`{hint}"),
                 );
                 continue;
             }
@@ -99,6 +100,7 @@ fn from_file(input: &ModelInput) -> syn::Result<Expanded> {
             other => errors.push(other.span(), format!("`{key}` takes a string literal path")),
         }
     }
+    let options = options(input, &mut errors);
     errors.finish()?;
     let (spec_path, spec_span) = spec.expect("file form has `spec`");
     let manifest = manifest_dir(spec_span)?;
@@ -115,7 +117,7 @@ fn from_file(input: &ModelInput) -> syn::Result<Expanded> {
         first.extend(errs);
         first
     })?;
-    let c = compile(&spec, &Options::default()).map_err(|e| syn::Error::new(spec_span, e.to_string()))?;
+    let c = compile(&spec, &options).map_err(|e| syn::Error::new(spec_span, e.to_string()))?;
     let abs_str = abs.display().to_string();
     let mut tracking = quote! { const _: &str = include_str!(#abs_str); };
     let blob = match weights {
@@ -156,10 +158,15 @@ fn from_inline(input: &ModelInput) -> syn::Result<Expanded> {
     let mut errors = Errors::default();
     for Entry { key, value } in &input.entries {
         let k = key.to_string();
+        if k == "winograd" {
+            continue;
+        }
         let Some(field) = Field::from_key(&k) else {
             errors.push(
                 key.span(),
-                format!("unknown field `{k}`; expected one of the spec's fields, or `spec: \"path\"`"),
+                format!(
+                    "unknown field `{k}`; expected one of the spec's fields, `winograd: false`, or `spec: \"path\"`"
+                ),
             );
             continue;
         };
@@ -179,6 +186,7 @@ fn from_inline(input: &ModelInput) -> syn::Result<Expanded> {
             spans.remove(&field);
         }
     }
+    let options = options(input, &mut errors);
     errors.finish()?;
     let spec = raw.validate().map_err(|diags| {
         let mut errs = diags.iter().map(|d| {
@@ -196,14 +204,29 @@ fn from_inline(input: &ModelInput) -> syn::Result<Expanded> {
         first.extend(errs);
         first
     })?;
-    let c =
-        compile(&spec, &Options::default()).map_err(|e| syn::Error::new(input.name.span(), e.to_string()))?;
+    let c = compile(&spec, &options).map_err(|e| syn::Error::new(input.name.span(), e.to_string()))?;
     Ok(Expanded {
         c,
         blob: None,
         tracking: quote! {},
         source: "an inline spec".into(),
     })
+}
+
+/// The compile options of either form: `winograd: false` runs every conv directly (smaller
+/// weights; the default `true` runs the large 3x3 stride-1 convs as Winograd F(4x4, 3x3)).
+fn options(input: &ModelInput, errors: &mut Errors) -> Options {
+    let mut options = Options::default();
+    let mut seen = false;
+    for Entry { key, value } in input.entries.iter().filter(|e| e.key == "winograd") {
+        match value {
+            _ if seen => errors.push(key.span(), "`winograd` is given twice".into()),
+            Value::Bool(on, _) => options.winograd = *on,
+            other => errors.push(other.span(), "`winograd` takes `true` or `false`".into()),
+        }
+        seen = true;
+    }
+    options
 }
 
 /// Converts one inline value into its field's raw form.

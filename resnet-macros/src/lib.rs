@@ -14,6 +14,11 @@
 //! A path may also start with an environment variable set for the compilation, such as
 //! `weights: "$OUT_DIR/resnet18.safetensors"` for weights a build script fetches or writes.
 //!
+//! `winograd: false` (either form) runs every conv directly. By default the 3x3 stride-1 convs
+//! on planes of about 24x24 and up run as Winograd F(4x4, 3x3): 4x fewer multiplies, those
+//! layers' weights 4x larger, and a stack buffer of up to 384 KiB per call. On a
+//! microcontroller, set it to `false`.
+//!
 //! Without `weights`, the module has `Weights::load(path)` and `forward(&weights, ..)`
 //! instead, and needs `resnet-runtime`'s `std` feature. The spec can also be written inline,
 //! in the same fields as the YAML file (`name` is the module's):

@@ -1,16 +1,20 @@
 //! A speed report, not an assertion: with `RESNET_RUNTIME_BENCH=1`, times the conv kernel on
 //! resnet50 layer shapes and prints GFLOP/s (2 * MACs / s), single-threaded. Run it as
 //! `RESNET_RUNTIME_BENCH=1 cargo test --release -p resnet-runtime bench -- --nocapture`.
-//! `const` is [`conv2d`] (one instance per shape), `dyn` is [`conv2d_dyn`] (the shared
-//! instance); the two must agree bit for bit. `RESNET_RUNTIME_BENCH_ONLY=text` keeps the shapes
-//! whose label contains `text`. Without the variable the test only checks that the shapes run
-//! (in unoptimized builds, only the small ones).
+//! `const` is [`conv2d`] (one instance per shape, on the process's engine), then every engine
+//! this machine runs is timed on the shared instance ([`super::conv2d_dyn`]'s); `const` and the
+//! process's engine must agree bit for bit. `RESNET_RUNTIME_BENCH_ONLY=text` keeps the shapes
+//! whose label contains `text`; `RESNET_RUNTIME_PEAK=gflops` (the FMA peak of the process's
+//! instruction set, say from `peak.c`) adds `const` as a percentage of it. Without the
+//! variable the test only checks that the shapes run (in unoptimized builds, only the small
+//! ones). Times are this thread's time on a CPU (Linux), so that other processes sharing
+//! the cores do not skew them.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use super::reference::{ConvData, Rng};
-use super::{Residual, conv2d, conv2d_dyn};
+use super::reference::{ConvData, Rng, engines};
+use super::{Dyn, Engine, Operands, Residual, conv_jobs, conv2d, job_count};
 use crate::geom::{ConvGeom, ConvShape};
 use crate::pack::{pack_conv, packed_conv_len};
 
@@ -83,18 +87,33 @@ shapes! {
     L4c3 = "layer4.0.conv3+ds 512->2048 1x1 7, sc 1024/2": conv3(512, 7, 2048, Some((1024, 2)));
 }
 
-/// Best time of a few repetitions, each repeating `f` for at least `min` in total.
+/// This thread's time on a CPU so far, in seconds (Linux's `/proc/thread-self/schedstat`):
+/// unlike the wall clock, it does not count the time other processes run on this core.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 * 1e-9)
+}
+
+/// Best time of a few repetitions, each repeating `f` for at least `min` in total: time on a
+/// CPU where the system reports it, else wall-clock time.
 fn time(min: Duration, mut f: impl FnMut()) -> f64 {
+    let clock = || cpu_seconds().unwrap_or_else(|| START.with(|s| s.elapsed().as_secs_f64()));
     let mut best = f64::INFINITY;
     for _ in 0..5 {
-        let (mut reps, start) = (0u32, Instant::now());
-        while start.elapsed() < min || reps == 0 {
+        let (mut reps, start) = (0u32, clock());
+        while clock() - start < min.as_secs_f64() || reps == 0 {
             f();
             reps += 1;
         }
-        best = best.min(start.elapsed().as_secs_f64() / f64::from(reps));
+        best = best.min((clock() - start) / f64::from(reps));
     }
     best
+}
+
+std::thread_local! {
+    /// The origin of the wall clock [`time`] falls back to.
+    static START: Instant = Instant::now();
 }
 
 #[test]
@@ -108,11 +127,13 @@ fn bench_resnet50_layers() {
     } else {
         Duration::ZERO
     };
+    let peak: Option<f64> = std::env::var("RESNET_RUNTIME_PEAK")
+        .ok()
+        .and_then(|v| v.parse().ok());
     if report {
         println!(
-            "MR = {}, NR = {}; GFLOP/s = 2 * MACs / s, one thread",
-            crate::pack::MR,
-            super::NR
+            "GFLOP/s = 2 * MACs / s, one thread; const: conv2d::<S> on {:?}; then conv2d_dyn's instance per engine",
+            crate::isa::isa()
         );
     }
     // `RESNET_RUNTIME_BENCH_ONLY=text` times only the shapes whose label contains `text`.
@@ -135,21 +156,32 @@ fn bench_resnet50_layers() {
         let t_const = time(min, || {
             run(&packed, &d.bias, &d.input, sc, res, black_box(&mut out))
         });
-        let mut out_dyn = vec![0.0; g.output_len()];
-        let gd = black_box(g);
-        let t_dyn = time(min, || {
-            conv2d_dyn(&gd, &packed, &d.bias, &d.input, sc, res, black_box(&mut out_dyn))
-        });
-        assert!(out.iter().zip(&out_dyn).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let flop = 2.0 * g.macs() as f64;
+        let mut line = format!(
+            "{label:46} {:7.1} MMAC  const {:6.1}",
+            g.macs() as f64 / 1e6,
+            flop / t_const / 1e9
+        );
+        if let Some(peak) = peak {
+            line += &format!(" ({:3.0}%)", 100.0 * flop / t_const / 1e9 / peak);
+        }
+        for engine in engines() {
+            let mut out_dyn = vec![0.0; g.output_len()];
+            let gd = black_box(g);
+            let ops = Operands {
+                engine,
+                ..Operands::new(&packed, &d.bias, &d.input, sc, res)
+            };
+            let t = time(min, || {
+                conv_jobs(Dyn(&gd), &ops, 0..job_count(&gd), black_box(&mut out_dyn))
+            });
+            if engine.isa() == Engine::chosen().isa() {
+                assert!(out.iter().zip(&out_dyn).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+            line += &format!("  {:?} {:6.1}", engine.isa(), flop / t / 1e9);
+        }
         if report {
-            let flop = 2.0 * g.macs() as f64;
-            println!(
-                "{label:46} {:7.1} MMAC  const {:6.2} GFLOP/s ({:8.3} ms)  dyn {:6.2} GFLOP/s",
-                g.macs() as f64 / 1e6,
-                flop / t_const / 1e9,
-                t_const * 1e3,
-                flop / t_dyn / 1e9,
-            );
+            println!("{line}");
         }
     }
 }

@@ -58,6 +58,16 @@ use core::ops::Range;
 use crate::geom::{ConvGeom, ConvShape};
 use crate::pack::{MR, panels_per_group};
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod simd;
+
+pub(crate) use simd::Engine;
+
 #[cfg(test)]
 #[path = "reference.rs"]
 pub(crate) mod reference;
@@ -123,6 +133,24 @@ pub fn conv2d_dyn(
     out: &mut [f32],
 ) {
     let ops = Operands::new(packed, bias, input, shortcut, residual);
+    run_all_jobs(Dyn(g), &ops, out);
+}
+
+/// [`conv2d_dyn`] on the portable kernel whatever the CPU: the bits of the documented
+/// portable order (see the [module docs](self)), which the C back end also follows.
+pub fn conv2d_dyn_portable(
+    g: &ConvGeom,
+    packed: &[f32],
+    bias: &[f32],
+    input: &[f32],
+    shortcut: Option<&[f32]>,
+    residual: Residual<'_>,
+    out: &mut [f32],
+) {
+    let ops = Operands {
+        engine: Engine::Portable,
+        ..Operands::new(packed, bias, input, shortcut, residual)
+    };
     run_all_jobs(Dyn(g), &ops, out);
 }
 
@@ -227,6 +255,8 @@ pub(crate) struct Operands<'a> {
     /// Empty without a shortcut.
     shortcut: &'a [f32],
     residual: Residual<'a>,
+    /// The kernel to run on: the process's choice ([`crate::isa::isa`]) unless forced.
+    engine: Engine,
 }
 
 impl<'a> Operands<'a> {
@@ -243,6 +273,7 @@ impl<'a> Operands<'a> {
             input,
             shortcut: shortcut.unwrap_or(&[]),
             residual,
+            engine: Engine::chosen(),
         }
     }
 }
@@ -355,6 +386,27 @@ type Acc = [[f32; MR]; NR];
 /// the output channels those panels write.
 #[inline(always)]
 fn conv_run<G: Geom>(gg: G, ops: &Operands<'_>, b: usize, gi: usize, panels: Range<usize>, out: &mut [f32]) {
+    match ops.engine {
+        Engine::Portable => conv_run_portable(gg, ops, b, gi, panels, out),
+        #[cfg(target_arch = "x86_64")]
+        Engine::Avx2Fma(s) => simd::conv_run(s, gg, ops, b, gi, panels, out),
+        #[cfg(target_arch = "x86_64")]
+        Engine::Avx512(s) => simd::conv_run(s, gg, ops, b, gi, panels, out),
+        #[cfg(target_arch = "aarch64")]
+        Engine::Neon(s) => simd::conv_run(s, gg, ops, b, gi, panels, out),
+    }
+}
+
+/// [`conv_run`] on the portable kernel.
+#[inline(always)]
+fn conv_run_portable<G: Geom>(
+    gg: G,
+    ops: &Operands<'_>,
+    b: usize,
+    gi: usize,
+    panels: Range<usize>,
+    out: &mut [f32],
+) {
     let g = gg.get();
     let ohw = g.oh * g.ow;
     let hw = g.h * g.w;
@@ -804,32 +856,62 @@ mod tests {
         (usize, usize, usize),
     );
 
-    /// Checks the kernel against the f64 reference (tolerance from the error bound of f32
-    /// recursive summation) and bit for bit against the documented f32 order.
+    /// Runs `d` on `engine`, with the geometry read through `gg`, on one thread.
+    fn run_on<G: Geom>(gg: G, d: &ConvData, mode: ResMode, engine: Engine) -> Vec<f32> {
+        run_with(d, mode, |packed, bias, input, sc, res, out| {
+            let ops = Operands {
+                engine,
+                ..Operands::new(packed, bias, input, sc, res)
+            };
+            conv_jobs(gg, &ops, 0..job_count(&d.g), out)
+        })
+    }
+
+    /// Checks every engine this machine runs against the f64 reference (tolerance from the
+    /// error bound of f32 recursive summation, which fused multiply-adds only tighten) and
+    /// bit for bit against its documented f32 order.
     fn check(g: ConvGeom, mode: ResMode, seed: u64) {
         if too_big_for_miri(g.macs()) {
             return;
         }
         let mut rng = Rng::new(seed);
         let d = ConvData::random(g, &mut rng);
-        let got = run_kernel(&d, mode);
-        let exact = conv_f32_exact(&d);
         let refs = conv_f64(&d);
         let k = g.k_total() as f64 + 3.0;
-        for (i, ((&v, &e), &(r, mag))) in got.iter().zip(&exact).zip(&refs).enumerate() {
-            let r = if g.relu && r < 0.0 { 0.0 } else { r };
-            let tol = k * f64::from(f32::EPSILON) * mag + 1e-30;
-            assert!(
-                (f64::from(v) - r).abs() <= tol,
-                "{g:?} {mode:?} at {i}: {v} vs {r} (tol {tol})"
-            );
-            assert_eq!(
-                v.to_bits(),
-                e.to_bits(),
-                "{g:?} {mode:?} at {i}: {v} vs documented order {e}"
-            );
+        for engine in engines() {
+            let got = run_on(Dyn(&g), &d, mode, engine);
+            let exact = conv_f32_for(&d, engine);
+            assert_eq!(got.len(), g.output_len());
+            for (i, ((&v, &e), &(r, mag))) in got.iter().zip(&exact).zip(&refs).enumerate() {
+                let r = if g.relu && r < 0.0 { 0.0 } else { r };
+                let tol = k * f64::from(f32::EPSILON) * mag + 1e-30;
+                assert!(
+                    (f64::from(v) - r).abs() <= tol,
+                    "{engine:?} {g:?} {mode:?} at {i}: {v} vs {r} (tol {tol})"
+                );
+                assert_eq!(
+                    v.to_bits(),
+                    e.to_bits(),
+                    "{engine:?} {g:?} {mode:?} at {i}: {v} vs documented order {e}"
+                );
+            }
         }
-        assert_eq!(got.len(), g.output_len());
+    }
+
+    /// The public entry points run the process's engine ([`conv2d_dyn`]) and the portable
+    /// one ([`conv2d_dyn_portable`]).
+    #[test]
+    fn entry_points_pick_their_engine() {
+        let g = conv_geom(1, 5, (6, 7), 11, 3, 1, 1, 1, 1, Some((3, 2, 1)), true, true);
+        let d = ConvData::random(g, &mut Rng::new(3));
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+        let chosen = conv_f32_for(&d, Engine::chosen());
+        assert!(same(&run_kernel(&d, ResMode::InPlace), &chosen));
+        let portable = run_with(&d, ResMode::InPlace, |p, b, i, sc, r, out| {
+            conv2d_dyn_portable(&g, p, b, i, sc, r, out)
+        });
+        assert!(same(&portable, &conv_f32_exact(&d)));
+        assert_eq!(Engine::chosen().isa(), crate::isa::isa());
     }
 
     #[test]
@@ -964,7 +1046,8 @@ mod tests {
         }
     }
 
-    /// Any split of the job range across calls writes the same bits as one call.
+    /// On every engine, any split of the job range across calls writes the same bits as
+    /// one call.
     #[test]
     fn job_splits_agree() {
         let mut rng = Rng::new(5);
@@ -973,6 +1056,8 @@ mod tests {
             conv_geom(2, 8, (9, 7), 12, 3, 2, 1, 2, 4, None, true, false),
             conv_geom(1, 16, (4, 4), 16, 1, 1, 0, 1, 2, None, false, true),
             conv_geom(2, 2, (3, 3), 10, 3, 1, 1, 1, 1, Some((2, 2, 0)), true, false),
+            // K long enough to be chunked, with more panels than a group.
+            conv_geom(1, 120, (5, 13), 80, 3, 1, 1, 1, 1, Some((70, 2, 0)), true, true),
         ] {
             if too_big_for_miri(g.macs()) {
                 continue;
@@ -980,39 +1065,42 @@ mod tests {
             let d = ConvData::random(g, &mut rng);
             let mut packed = vec![0.0; crate::pack::packed_conv_len(&g)];
             crate::pack::pack_conv(&g, &d.w, g.shortcut.map(|_| &d.ws[..]), &mut packed);
-            let whole = run_kernel(
-                &d,
-                if g.residual {
-                    ResMode::Separate
-                } else {
-                    ResMode::None
-                },
-            );
-            let ops = Operands {
-                packed: &packed,
-                bias: &d.bias,
-                input: &d.input,
-                shortcut: &d.shortcut,
-                residual: if g.residual {
-                    Residual::Separate(&d.residual)
-                } else {
-                    Residual::None
-                },
+            let mode = if g.residual {
+                ResMode::Separate
+            } else {
+                ResMode::None
             };
-            let jobs = job_count(&g);
-            for step in [1, 2, 3, 5, jobs] {
-                let mut out = vec![f32::NAN; g.output_len()];
-                let mut q = 0;
-                while q < jobs {
-                    let end = (q + step).min(jobs);
-                    let r = jobs_output_range(&g, q..end);
-                    conv_jobs(Dyn(&g), &ops, q..end, &mut out[r]);
-                    q = end;
+            for engine in engines() {
+                let whole = run_on(Dyn(&g), &d, mode, engine);
+                let ops = Operands {
+                    engine,
+                    ..Operands::new(
+                        &packed,
+                        &d.bias,
+                        &d.input,
+                        g.shortcut.map(|_| &d.shortcut[..]),
+                        if g.residual {
+                            Residual::Separate(&d.residual)
+                        } else {
+                            Residual::None
+                        },
+                    )
+                };
+                let jobs = job_count(&g);
+                for step in [1, 2, 3, 5, 9, jobs] {
+                    let mut out = vec![f32::NAN; g.output_len()];
+                    let mut q = 0;
+                    while q < jobs {
+                        let end = (q + step).min(jobs);
+                        let r = jobs_output_range(&g, q..end);
+                        conv_jobs(Dyn(&g), &ops, q..end, &mut out[r]);
+                        q = end;
+                    }
+                    let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{engine:?} {g:?} split by {step}");
                 }
-                let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "{g:?} split by {step}");
+                assert_eq!(jobs_output_range(&g, 0..jobs), 0..g.output_len());
             }
-            assert_eq!(jobs_output_range(&g, 0..jobs), 0..g.output_len());
         }
     }
 
@@ -1032,22 +1120,18 @@ mod tests {
                     break 'case;
                 }
                 let d = ConvData::random(g, &mut Rng::new(9));
-                let mut packed = vec![0.0; crate::pack::packed_conv_len(&g)];
-                crate::pack::pack_conv(&g, &d.w, g.shortcut.map(|_| &d.ws[..]), &mut packed);
-                let mut out = match $mode {
-                    ResMode::InPlace => d.residual.clone(),
-                    _ => vec![f32::NAN; g.output_len()],
-                };
-                let res = match $mode {
-                    ResMode::None => Residual::None,
-                    ResMode::InPlace => Residual::InPlace,
-                    ResMode::Separate => Residual::Separate(&d.residual),
-                };
-                let sc = g.shortcut.map(|_| &d.shortcut[..]);
-                conv2d::<$name>(&packed, &d.bias, &d.input, sc, res, &mut out);
-                let exact = conv_f32_exact(&d);
+                for engine in engines() {
+                    let out = run_on(Const::<$name>(PhantomData), &d, $mode, engine);
+                    let exact = conv_f32_for(&d, engine);
+                    let same = out.iter().zip(&exact).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{engine:?} {g:?}");
+                    let dynamic = run_on(Dyn(&g), &d, $mode, engine);
+                    assert!(out.iter().zip(&dynamic).all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+                // The public instance runs the process's engine.
+                let out = run_with(&d, $mode, conv2d::<$name>);
+                let exact = conv_f32_for(&d, Engine::chosen());
                 assert!(out.iter().zip(&exact).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?}");
-                assert!(out.iter().zip(&run_kernel(&d, $mode)).all(|(a, b)| a.to_bits() == b.to_bits()));
             })*};
         }
         check_const! {

@@ -18,6 +18,7 @@
 
 pub mod conv;
 pub mod geom;
+pub mod isa;
 pub mod linear;
 #[cfg(feature = "std")]
 pub mod load;
@@ -35,6 +36,8 @@ compile_error!(
 
 pub use conv::{Residual, conv2d};
 pub use geom::{ConvGeom, ConvShape, PoolGeom, ShortcutGeom};
+pub use isa::{Isa, isa, set_isa};
+pub use winograd::winograd_conv2d;
 
 /// Aligns its contents to 64 bytes: a cache line, and any SIMD width. Generated code embeds
 /// its weight blob as `static WEIGHTS: Aligned<[u8; N]> = Aligned(*include_bytes!(...))`.

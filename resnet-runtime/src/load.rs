@@ -170,6 +170,7 @@ pub fn expected(model: &ModelWeights<'_>) -> Vec<Expected> {
                 conv,
                 bn: b,
                 shortcut,
+                ..
             } => {
                 push(
                     format!("{conv}.weight"),
@@ -339,6 +340,7 @@ fn fold_and_pack(model: &ModelWeights<'_>, t: &BTreeMap<String, Vec<f64>>) -> Ve
                 conv,
                 bn,
                 shortcut,
+                winograd,
             } => {
                 let (scale, mut shift) = bn_affine(t, bn, geom.o, model.bn_eps);
                 let w = &t[&format!("{conv}.weight")];
@@ -365,7 +367,11 @@ fn fold_and_pack(model: &ModelWeights<'_>, t: &BTreeMap<String, Vec<f64>>) -> Ve
                     _ => None,
                 };
                 let dst = &mut blob[layer.weights..layer.weights + layer.weights_len()];
-                crate::pack::pack_conv(&geom, &folded, ds.as_deref(), dst);
+                if winograd {
+                    crate::winograd::pack_winograd(&geom, &folded, dst);
+                } else {
+                    crate::pack::pack_conv(&geom, &folded, ds.as_deref(), dst);
+                }
                 for (dst, x) in blob[layer.bias..layer.bias + geom.o].iter_mut().zip(&shift) {
                     *dst = *x as f32;
                 }

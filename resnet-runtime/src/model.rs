@@ -17,6 +17,10 @@ pub enum LayerKind<'a> {
         bn: Option<&'a str>,
         /// The projection shortcut's conv and BatchNorm, e.g. `layer1.0.downsample.0` and `.1`.
         shortcut: Option<(&'a str, Option<&'a str>)>,
+        /// Whether the conv runs as Winograd F(4x4, 3x3) ([`crate::winograd`]): the weights
+        /// are then packed by [`crate::winograd::pack_winograd`], else by
+        /// [`crate::pack::pack_conv`].
+        winograd: bool,
     },
     /// `nn.Linear` (tensors `{name}.weight` `[out, in]`, `{name}.bias` `[out]`), stored as is.
     Linear {
@@ -34,8 +38,8 @@ pub enum LayerKind<'a> {
 pub struct LayerWeights<'a> {
     /// What the layer is.
     pub kind: LayerKind<'a>,
-    /// Offset of the packed weights (`pack::packed_conv_len` elements for a conv,
-    /// `out * in` for a linear layer).
+    /// Offset of the packed weights (`pack::packed_conv_len` or
+    /// `winograd::winograd_packed_len` elements for a conv, `out * in` for a linear layer).
     pub weights: usize,
     /// Offset of the `out` bias values.
     pub bias: usize,
@@ -45,6 +49,9 @@ impl LayerWeights<'_> {
     /// Elements of the packed weights.
     pub const fn weights_len(&self) -> usize {
         match self.kind {
+            LayerKind::Conv {
+                geom, winograd: true, ..
+            } => crate::winograd::winograd_packed_len(&geom),
             LayerKind::Conv { geom, .. } => crate::pack::packed_conv_len(&geom),
             LayerKind::Linear {
                 in_features,

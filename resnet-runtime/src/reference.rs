@@ -1,8 +1,9 @@
 //! Test-only helpers: a deterministic PRNG and naive reference convolutions written straight
 //! from the [`ConvGeom`] formula, with no tiling, packing or precomputed offsets.
 
-use crate::conv::Residual;
+use crate::conv::{Engine, Residual};
 use crate::geom::{ConvGeom, ShortcutGeom};
+use crate::isa::Isa;
 
 /// Under Miri, which runs about a million times slower than native code, tests skip
 /// cases above this many multiply-accumulates; the small cases left still reach every path.
@@ -198,9 +199,27 @@ pub(crate) fn conv_f64(d: &ConvData) -> Vec<(f64, f64)> {
     out
 }
 
-/// The kernel's documented f32 arithmetic, one element at a time: what any backend must
-/// reproduce bit for bit.
+/// The kernel's documented f32 arithmetic, one element at a time: what the portable kernel
+/// (and the C back end) must reproduce bit for bit.
 pub(crate) fn conv_f32_exact(d: &ConvData) -> Vec<f32> {
+    conv_f32_order(d, |acc, w, x| acc + w * x)
+}
+
+/// The SIMD kernels' documented arithmetic: the same order with fused multiply-adds.
+pub(crate) fn conv_f32_fma(d: &ConvData) -> Vec<f32> {
+    conv_f32_order(d, |acc, w, x| w.mul_add(x, acc))
+}
+
+/// What `engine` must reproduce bit for bit.
+pub(crate) fn conv_f32_for(d: &ConvData, engine: Engine) -> Vec<f32> {
+    match engine {
+        Engine::Portable => conv_f32_exact(d),
+        _ => conv_f32_fma(d),
+    }
+}
+
+/// The documented order, with `step(acc, w, x)` adding one term.
+fn conv_f32_order(d: &ConvData, step: impl Fn(f32, f32, f32) -> f32) -> Vec<f32> {
     let g = &d.g;
     let mut out = Vec::with_capacity(g.output_len());
     for b in 0..g.n {
@@ -208,7 +227,7 @@ pub(crate) fn conv_f32_exact(d: &ConvData) -> Vec<f32> {
             for y in 0..g.oh {
                 for x in 0..g.ow {
                     let mut acc = 0.0f32;
-                    terms(d, b, o, y, x, |wv, xv| acc += wv * xv);
+                    terms(d, b, o, y, x, |wv, xv| acc = step(acc, wv, xv));
                     let mut v = acc + d.bias[o];
                     if g.residual {
                         v += d.residual[out.len()];
@@ -232,8 +251,25 @@ pub(crate) enum ResMode {
     Separate,
 }
 
+/// The engines this machine can run, portable first.
+pub(crate) fn engines() -> impl Iterator<Item = Engine> {
+    Isa::ALL.into_iter().filter_map(Engine::new)
+}
+
 /// Packs `d` and runs [`crate::conv::conv2d_dyn`] with the residual passed as `mode`.
 pub(crate) fn run_kernel(d: &ConvData, mode: ResMode) -> Vec<f32> {
+    run_with(d, mode, |packed, bias, input, sc, res, out| {
+        crate::conv::conv2d_dyn(&d.g, packed, bias, input, sc, res, out)
+    })
+}
+
+/// Packs `d` and runs `f` on it (`f` takes `conv2d`'s arguments), with the residual passed
+/// as `mode`.
+pub(crate) fn run_with(
+    d: &ConvData,
+    mode: ResMode,
+    f: impl FnOnce(&[f32], &[f32], &[f32], Option<&[f32]>, Residual<'_>, &mut [f32]),
+) -> Vec<f32> {
     let g = &d.g;
     assert_eq!(g.residual, mode != ResMode::None);
     let mut packed = vec![f32::NAN; crate::pack::packed_conv_len(g)];
@@ -249,6 +285,6 @@ pub(crate) fn run_kernel(d: &ConvData, mode: ResMode) -> Vec<f32> {
         ResMode::InPlace => Residual::InPlace,
         ResMode::Separate => Residual::Separate(&d.residual),
     };
-    crate::conv::conv2d_dyn(g, &packed, &d.bias, &d.input, sc, res, &mut out);
+    f(&packed, &d.bias, &d.input, sc, res, &mut out);
     out
 }

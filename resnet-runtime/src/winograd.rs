@@ -424,7 +424,7 @@ pub fn winograd_conv2d<S: ConvShape>(
         input,
         residual,
     };
-    run_all_jobs(ConstGeom::<S>(PhantomData), &ops, out, Isa::detect());
+    run_all_jobs(ConstGeom::<S>(PhantomData), &ops, out, Isa::chosen());
 }
 
 /// [`winograd_conv2d`] with the geometry as a value: one shared instance for every geometry,
@@ -443,7 +443,7 @@ pub fn winograd_conv2d_dyn(
         input,
         residual,
     };
-    run_all_jobs(DynGeom(g), &ops, out, Isa::detect());
+    run_all_jobs(DynGeom(g), &ops, out, Isa::chosen());
 }
 
 /// The GEMM kernel a call runs: the results of the two FMA kernels agree with each other, not
@@ -459,28 +459,14 @@ pub(crate) enum Isa {
 }
 
 impl Isa {
-    /// The best kernel this CPU runs: detected at run time with `std`, from the compile-time
-    /// target features without.
-    pub(crate) fn detect() -> Self {
-        #[cfg(all(target_arch = "x86_64", feature = "std"))]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
+    /// The kernel of the process's instruction set ([`crate::isa::isa`]), the one the
+    /// direct convs run on too: AVX-512 or AVX2 with FMA on x86-64, else portable.
+    pub(crate) fn chosen() -> Self {
+        match crate::isa::isa() {
+            crate::isa::Isa::Avx512 => Isa::Avx512,
+            crate::isa::Isa::Avx2Fma => Isa::Avx2,
+            crate::isa::Isa::Portable | crate::isa::Isa::Neon => Isa::Portable,
         }
-        #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
-        {
-            if cfg!(target_feature = "avx512f") {
-                return Isa::Avx512;
-            }
-            if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
     }
 
     /// Whether this CPU can run the kernel (for tests that force one).
@@ -745,9 +731,11 @@ struct FullTile<'r, 'o> {
 struct Gemm<'a> {
     /// Panel `m`'s weights at this position: `u[m * u_stride + k * MR + r]`, `k < kc`.
     u: &'a [f32],
-    /// Distance between consecutive panels in `u`.
+    /// Distance between consecutive panels in `u` (the portable kernel takes one panel).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     u_stride: usize,
     /// Panels in this call (`1..=MRK`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     mk: usize,
     /// The transformed input from the call's first tile: `v[k * v_stride + j]`, `j < n`.
     v: &'a [f32],
@@ -2221,7 +2209,7 @@ mod tests {
                     Mode::InPlace => Residual::InPlace,
                     Mode::Separate => Residual::Separate(&d.residual),
                 };
-                let want = d.run($mode, Isa::detect(), SCRATCH_FLOATS);
+                let want = d.run($mode, Isa::chosen(), SCRATCH_FLOATS);
                 let mut out = d.fresh_out($mode);
                 winograd_conv2d::<$name>(&packed, &d.bias, &d.input, res, &mut out);
                 assert!(out.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?}");
@@ -2277,7 +2265,7 @@ mod tests {
             if !too_big_for_miri(&g) {
                 let d = Data::random(g, &mut Rng(3));
                 let packed = d.packed();
-                let want = d.run(Mode::Separate, Isa::detect(), SCRATCH_FLOATS);
+                let want = d.run(Mode::Separate, Isa::chosen(), SCRATCH_FLOATS);
                 for threads in [1, 2, 3, 7] {
                     crate::threads::set_threads(threads);
                     let mut out = vec![f32::NAN; g.output_len()];

@@ -38,6 +38,13 @@ pub const ARENA_ALIGN: usize = 16;
 
 /// Emits the C files of `program`, whose packed weights are `blob` (see [`crate::weights`]).
 pub fn emit(program: &Program, blob: &[f32], source: &str) -> CFiles {
+    assert!(
+        !program
+            .steps
+            .iter()
+            .any(|s| matches!(&s.kind, StepKind::Conv(c) if c.winograd)),
+        "the C back end runs direct convolutions: compile with `Options::winograd` false"
+    );
     let layout = Layout::new(program);
     assert_eq!(
         blob.len(),

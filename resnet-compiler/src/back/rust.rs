@@ -342,7 +342,7 @@ impl<'p> Emitter<'p> {
             let weights = lit(l.weights);
             let bias = lit(l.bias);
             let kind = match l.kind {
-                resnet_runtime::model::LayerKind::Conv { geom, conv, bn, shortcut } => {
+                resnet_runtime::model::LayerKind::Conv { geom, conv, bn, shortcut, winograd } => {
                     let ident = &self.shapes.iter().find(|(g, _)| *g == geom).expect("every geometry has a type").1;
                     let bn = opt_str(bn);
                     let shortcut = match shortcut {
@@ -358,6 +358,7 @@ impl<'p> Emitter<'p> {
                             conv: #conv,
                             bn: #bn,
                             shortcut: #shortcut,
+                            winograd: #winograd,
                         }
                     }
                 }
@@ -449,9 +450,17 @@ impl<'p> Emitter<'p> {
                         None => quote! { None },
                     };
                     let bind = views.bindings();
-                    quote! {
-                        #bind
-                        ::resnet_runtime::conv2d::<#ident>(#w, #b, #x, #sc, #residual, #y);
+                    if s.winograd {
+                        debug_assert!(s.shortcut.is_none(), "Winograd convs have no projection shortcut");
+                        quote! {
+                            #bind
+                            ::resnet_runtime::winograd_conv2d::<#ident>(#w, #b, #x, #residual, #y);
+                        }
+                    } else {
+                        quote! {
+                            #bind
+                            ::resnet_runtime::conv2d::<#ident>(#w, #b, #x, #sc, #residual, #y);
+                        }
                     }
                 }
                 StepKind::MaxPool { pool, input, output } => {

@@ -7,6 +7,9 @@ resnet_macros::resnet! {
         spec: "../../../specs/resnet20_cifar.yaml",
         // Written by build.rs: the synthetic state_dict (seed 0), folded and packed here.
         weights: "$OUT_DIR/resnet20_cifar.safetensors",
+        // Direct convs only: Winograd's weights are 4x larger (flash) and its scratch
+        // buffer would not fit this stack.
+        winograd: false,
     }
 }
 

@@ -1,0 +1,301 @@
+//! The AVX-512F microkernel and packers.
+//!
+//! Register tile: [`MR`] = 8 output channels x 48 pixels, as 8 x 3 `zmm` accumulators (24 of
+//! the 32 registers; 3 more hold the pixel vectors, 1 the broadcast weight). Per `k`: 3
+//! vector loads, 8 broadcasts (load-port only) and 24 FMAs, 12 cycles on the two 512-bit FMA
+//! ports, which is enough independent accumulators (24 > 2 ports x 4 cycles of latency) and
+//! leaves the load ports half idle. Tails of 1 or 2 vectors use the same code with fewer
+//! columns.
+//!
+//! Packing loads with zero-masking (`vmovups zmm{k}{z}`) where the lanes are contiguous and
+//! gathers (`vgatherdps`) elsewhere; masked-off lanes are never read, so lanes in the padding
+//! or past the last pixel need no bounds.
+
+use core::arch::x86_64::*;
+use core::ops::Range;
+
+use super::Residual;
+use super::simd::{Cols, Epi, Rows, Simd, Src};
+use crate::pack::MR;
+
+/// Lanes per vector.
+const LANES: usize = 16;
+/// Pixels per tile: 3 vectors.
+const NR: usize = 48;
+
+/// AVX-512F. A value proves that the CPU supports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Avx512(());
+
+impl Avx512 {
+    /// The token.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F (and the OS must save its registers: what
+    /// `is_x86_feature_detected!("avx512f")` checks).
+    pub(crate) unsafe fn new_unchecked() -> Self {
+        Avx512(())
+    }
+}
+
+impl Simd for Avx512 {
+    const NR: usize = NR;
+    const LANES: usize = LANES;
+    const ROWS: usize = MR;
+    const MASKED: bool = true;
+
+    unsafe fn pack(self, src: &Src<'_>, ks: Range<usize>, dst: &mut [f32]) {
+        src.debug_check(&ks, LANES);
+        assert!(dst.len() >= (ks.end - ks.start) * NR && src.vectors <= NR / LANES);
+        // SAFETY: `self` proves AVX-512F; `dst` holds every row written (asserted); the
+        // input reads are the caller's contract (`Src`'s), debug-checked above.
+        unsafe { pack(src, ks, dst.as_mut_ptr()) }
+    }
+
+    fn kernel(
+        self,
+        a: &Rows<'_>,
+        b: &Cols<'_>,
+        vectors: usize,
+        part: &mut [f32],
+        first: bool,
+        epi: Option<&mut Epi<'_>>,
+    ) {
+        a.check(MR);
+        b.check(vectors, LANES);
+        // Blocks of `MR` rows are whole panels.
+        assert!(a.row == 0 && a.kc == b.rows && (1..=NR / LANES).contains(&vectors));
+        assert!((first && epi.is_some()) || part.len() >= MR * NR);
+        if let Some(e) = &epi {
+            e.check(NR, LANES, vectors);
+        }
+        let (w, part) = (a.lo.as_ptr(), part.as_mut_ptr());
+        // SAFETY: `self` proves AVX-512F; `w` holds `kc * MR` floats, `b`'s enabled lanes
+        // lie in `b.planes`, `part` holds `MR * NR` floats when it is used, and the
+        // epilogue's lanes lie in `out` (all asserted).
+        unsafe {
+            match (vectors, b.full) {
+                (1, true) => kernel::<1, false>(w, b, part, first, epi),
+                (2, true) => kernel::<2, false>(w, b, part, first, epi),
+                (_, true) => kernel::<3, false>(w, b, part, first, epi),
+                (1, false) => kernel::<1, true>(w, b, part, first, epi),
+                (2, false) => kernel::<2, true>(w, b, part, first, epi),
+                (_, false) => kernel::<3, true>(w, b, part, first, epi),
+            }
+        }
+    }
+}
+
+/// [`Simd::pack`] on raw pointers; see the safety argument there.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack(src: &Src<'_>, ks: Range<usize>, dst: *mut f32) {
+    let main = ks.start..ks.end.min(src.k_main);
+    let mut row = dst;
+    if !main.is_empty() {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match (src.contig, src.vectors) {
+                (true, 1) => pack_main::<true, 1>(src, main.clone(), row),
+                (true, 2) => pack_main::<true, 2>(src, main.clone(), row),
+                (true, _) => pack_main::<true, 3>(src, main.clone(), row),
+                (false, 1) => pack_main::<false, 1>(src, main.clone(), row),
+                (false, 2) => pack_main::<false, 2>(src, main.clone(), row),
+                (false, _) => pack_main::<false, 3>(src, main.clone(), row),
+            }
+            row = row.add(main.len() * NR);
+        }
+    }
+    let sc = ks.start.max(src.k_main)..ks.end;
+    if !sc.is_empty() {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if src.sc_contig {
+                pack_shortcut::<true>(src, sc, row);
+            } else {
+                pack_shortcut::<false>(src, sc, row);
+            }
+        }
+    }
+}
+
+/// One vector of lanes `16 v ..`: contiguous from `plane + base0 + off + 16 v` (`CONTIG`) or
+/// gathered from `plane + off + idx[l]`; zero where `m` is clear.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load<const CONTIG: bool>(plane: *const f32, at: isize, idx: __m512i, m: __mmask16) -> __m512 {
+    // SAFETY: the caller's contract: every lane enabled by `m` is inside the plane; the
+    // pointer arithmetic wraps, so the disabled lanes' addresses are never formed as
+    // in-bounds pointers, and masked loads and gathers do not access them.
+    unsafe {
+        if CONTIG {
+            if m == u16::MAX {
+                // Every lane in range: a plain load.
+                _mm512_loadu_ps(plane.wrapping_offset(at))
+            } else {
+                _mm512_maskz_loadu_ps(m, plane.wrapping_offset(at))
+            }
+        } else {
+            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, idx, plane.wrapping_offset(at))
+        }
+    }
+}
+
+/// Main rows `ks` (all `< k_main`) from `row` on, `NV` vectors each.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pack_main<const CONTIG: bool, const NV: usize>(src: &Src<'_>, ks: Range<usize>, mut row: *mut f32) {
+    let (mut ci, mut t) = (ks.start / src.taps, ks.start % src.taps);
+    let base = src.base.as_ptr();
+    // SAFETY: `base` holds `MAX_NR` = 48 lanes.
+    let idx: [__m512i; NV] =
+        core::array::from_fn(|v| unsafe { _mm512_loadu_si512(base.add(LANES * v).cast()) });
+    let base0 = src.base[0] as isize;
+    let mut left = ks.len();
+    while left > 0 {
+        // The taps `t ..` of channel `ci` (`< cg`, so the plane starts inside `input`).
+        let n = if src.taps - t < left { src.taps - t } else { left };
+        let plane = src.input[ci * src.hw..].as_ptr();
+        for (&off, &m) in src.tap_off[t..t + n].iter().zip(&src.tap_mask[t..t + n]) {
+            let off = off as isize;
+            for (v, &idx) in idx.iter().enumerate() {
+                let at = if CONTIG {
+                    base0 + off + (LANES * v) as isize
+                } else {
+                    off
+                };
+                // SAFETY: `load`'s contract is the caller's; `row` has `NR` floats left.
+                unsafe {
+                    let x = load::<CONTIG>(plane, at, idx, (m >> (LANES * v)) as u16);
+                    _mm512_storeu_ps(row.add(LANES * v), x);
+                }
+            }
+            // SAFETY: the caller's `dst` holds a row per `k`.
+            row = unsafe { row.add(NR) };
+        }
+        left -= n;
+        t = 0;
+        ci += 1;
+    }
+}
+
+/// Shortcut rows `ks` (all `>= k_main`) from `row` on.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pack_shortcut<const CONTIG: bool>(src: &Src<'_>, ks: Range<usize>, mut row: *mut f32) {
+    let base = src.sc_base.as_ptr();
+    // SAFETY: `sc_base` holds `MAX_NR` = 48 lanes.
+    let idx = unsafe { [0, 1, 2].map(|v| _mm512_loadu_si512(base.add(LANES * v).cast())) };
+    let base0 = src.sc_base[0] as isize;
+    for k in ks {
+        // SAFETY: channel `k - k_main < sc` (the caller's contract): the plane starts
+        // inside `shortcut`; the rest is `load`'s contract.
+        unsafe {
+            let plane = src.shortcut.as_ptr().add((k - src.k_main) * src.sc_hw);
+            for (v, &idx) in idx.iter().enumerate().take(src.vectors) {
+                let at = if CONTIG { base0 + (LANES * v) as isize } else { 0 };
+                let x = load::<CONTIG>(plane, at, idx, (src.valid >> (LANES * v)) as u16);
+                _mm512_storeu_ps(row.add(LANES * v), x);
+            }
+            row = row.add(NR);
+        }
+    }
+}
+
+/// [`Simd::kernel`] with `NV` vectors of pixels, on raw pointers: `w` holds `b.rows * MR`
+/// floats, `part` `MR * NR` unless `first` and `epi` are both set, and `b`'s enabled lanes
+/// (its `mask`'s with `MASKED`, else all) are in bounds.
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const NV: usize, const MASKED: bool>(
+    mut w: *const f32,
+    b: &Cols<'_>,
+    part: *mut f32,
+    first: bool,
+    epi: Option<&mut Epi<'_>>,
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    if !first {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (v, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `part` holds `MR * NR` floats.
+                *acc = unsafe { _mm512_loadu_ps(part.add(r * NR + LANES * v)) };
+            }
+        }
+    }
+    let mut row = b.planes.as_ptr();
+    for _ in 0..b.rows {
+        let mut x = [_mm512_setzero_ps(); NV];
+        for (v, x) in x.iter_mut().enumerate() {
+            // SAFETY: the caller's contract: every lane these loads enable is in
+            // `b.planes`; masked-off lanes are not accessed.
+            *x = unsafe {
+                if MASKED {
+                    _mm512_maskz_loadu_ps(b.mask[v], row.wrapping_add(LANES * v))
+                } else {
+                    _mm512_loadu_ps(row.wrapping_add(LANES * v))
+                }
+            };
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: `w` has `MR` floats per row of `b`.
+            let w = _mm512_set1_ps(unsafe { *w.add(r) });
+            for (acc, &x) in acc.iter_mut().zip(&x) {
+                *acc = _mm512_fmadd_ps(w, x, *acc);
+            }
+        }
+        // SAFETY: as above.
+        w = unsafe { w.add(MR) };
+        row = row.wrapping_add(b.stride);
+    }
+    match epi {
+        None => {
+            for (r, acc) in acc.iter().enumerate() {
+                for (v, &acc) in acc.iter().enumerate() {
+                    // SAFETY: `part` holds `MR * NR` floats.
+                    unsafe { _mm512_storeu_ps(part.add(r * NR + LANES * v), acc) };
+                }
+            }
+        }
+        Some(e) => {
+            // SAFETY: the caller's contract (`Epi`'s indices are in bounds).
+            unsafe { epilogue::<NV>(e, acc) }
+        }
+    }
+}
+
+/// Stores the tile: `relu?(acc + bias (+ residual))`, for the real rows and lanes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn epilogue<const NV: usize>(e: &mut Epi<'_>, acc: [[__m512; NV]; MR]) {
+    let zero = _mm512_setzero_ps();
+    let out = e.out.as_mut_ptr();
+    let res: Option<*const f32> = match e.residual {
+        Residual::None => None,
+        Residual::InPlace => Some(out),
+        Residual::Separate(r) => Some(r.as_ptr()),
+    };
+    for (r, acc) in acc.iter().enumerate() {
+        if r >= e.bias.len() {
+            break;
+        }
+        let bias = _mm512_set1_ps(e.bias[r]);
+        let at = (e.row0 + r) * e.ohw + e.p0;
+        for (v, &acc) in acc.iter().enumerate() {
+            let lanes = (e.nv - LANES * v).min(LANES);
+            let m = (u32::MAX >> (32 - lanes)) as u16;
+            // SAFETY: lanes `at + 16 v ..` up to `at + nv` are inside `out` (and the residual,
+            // indexed alike): `(row0 + r) * ohw + p0 + nv <= out.len()`; the masked-off
+            // lanes past `nv` are not accessed.
+            unsafe {
+                let mut y = _mm512_add_ps(acc, bias);
+                if let Some(res) = res {
+                    y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, res.add(at + LANES * v)));
+                }
+                if e.relu {
+                    // `max(0, y)` returns `y` when it is NaN or -0.0, as `y < 0 ? 0 : y` does.
+                    y = _mm512_max_ps(zero, y);
+                }
+                _mm512_mask_storeu_ps(out.add(at + LANES * v), m, y);
+            }
+        }
+    }
+}

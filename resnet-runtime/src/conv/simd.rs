@@ -1,0 +1,787 @@
+//! The SIMD path of the conv: what the AVX-512, AVX2 and NEON kernels share.
+//!
+//! # Algorithm
+//!
+//! The same implicit GEMM as the portable path (`out[M x N] = W[M x K] * X[K x N]` per image
+//! and group), blocked the other way round, BLIS-style: the vectors run along the output
+//! pixels and the weights are broadcast.
+//!
+//! - A tile is [`Simd::NR`] consecutive output pixels (flattened `y * ow + x`, wrapping from
+//!   row to row). Its input columns `X[k][tile]` are **packed** once into a stack buffer,
+//!   `NR` floats per `k`, zero where the window reads padding and in lanes past the last
+//!   pixel; the packers load with masks (contiguous lanes) or gathers (any lanes: stride 2,
+//!   rows that do not line up), so every load form costs one pass over the tile's input.
+//! - Then, for every panel of [`MR`] output channels the job owns, the microkernel adds
+//!   `W[panel][k] (x) X[k][tile]` for each `k` into an `MR x NR` register tile: one broadcast
+//!   weight times one vector of pixels per fused multiply-add. The packed columns stay in L1
+//!   across the panels; the weights stream in the order they are stored.
+//! - K longer than a buffer ([`BUF`] floats) is cut into chunks: for each group of up to
+//!   [`GROUP`] panels, each chunk is packed, then every panel of the group continues its sum
+//!   from partial sums kept in a stack buffer (stored and reloaded exactly, so chunking does
+//!   not change a bit).
+//! - The last chunk ends with the epilogue (bias, residual, ReLU), stored with lane masks.
+//!
+//! Stack: the packed buffer ([`BUF`] floats, 16 KiB) and, only when K is chunked, the partial
+//! sums (`GROUP * MR * NR` floats, at most 12 KiB).
+
+// Without a SIMD instruction set for this architecture, only `Engine::Portable` is used.
+#![cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+
+use core::ops::Range;
+
+#[cfg(target_arch = "x86_64")]
+use super::avx2::Avx2Fma;
+#[cfg(target_arch = "x86_64")]
+use super::avx512::Avx512;
+#[cfg(target_arch = "aarch64")]
+use super::neon::Neon;
+use super::{Geom, Operands, Residual, TABLE_TAPS};
+use crate::geom::ConvGeom;
+use crate::isa::Isa;
+use crate::pack::{MR, panels_per_group};
+
+/// The kernel a conv runs on: an [`Isa`] with, for the SIMD ones, the proof that the CPU
+/// supports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Engine {
+    /// The portable kernel.
+    Portable,
+    /// [`Isa::Avx2Fma`].
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma(Avx2Fma),
+    /// [`Isa::Avx512`].
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512),
+    /// [`Isa::Neon`].
+    #[cfg(target_arch = "aarch64")]
+    Neon(Neon),
+}
+
+impl Engine {
+    /// The engine of `isa`, if this CPU can run it.
+    pub(crate) fn new(isa: Isa) -> Option<Self> {
+        if !isa.is_available() {
+            return None;
+        }
+        match isa {
+            Isa::Portable => Some(Engine::Portable),
+            // SAFETY (each token): `is_available` just said that the CPU supports it.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => Some(Engine::Avx2Fma(unsafe { Avx2Fma::new_unchecked() })),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Some(Engine::Avx512(unsafe { Avx512::new_unchecked() })),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Some(Engine::Neon(unsafe { Neon::new_unchecked() })),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Its instruction set.
+    #[cfg(test)]
+    pub(crate) fn isa(self) -> Isa {
+        match self {
+            Engine::Portable => Isa::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2Fma(_) => Isa::Avx2Fma,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => Isa::Avx512,
+            #[cfg(target_arch = "aarch64")]
+            Engine::Neon(_) => Isa::Neon,
+        }
+    }
+
+    /// The engine of the process's instruction set, [`crate::isa::isa`].
+    #[inline]
+    pub(crate) fn chosen() -> Self {
+        Self::new(crate::isa::isa()).unwrap_or(Engine::Portable)
+    }
+}
+
+/// The most lanes a tile has (AVX-512: three vectors of 16).
+pub(super) const MAX_NR: usize = 48;
+
+/// Floats of the packed-input buffer: 16 KiB, a third of a typical L1 data cache, so that
+/// it stays there with the weights streaming past. A chunk holds `BUF / NR` values of `k`.
+pub(super) const BUF: usize = 6144;
+
+/// The weights (bytes) a group of blocks of rows keeps in L2 while the tiles of the run go
+/// past: about half a typical L2, so that the input stays there too.
+pub(super) const WEIGHTS_BYTES: usize = 1 << 20;
+
+/// The packed-input buffer, aligned to a cache line so that its vector rows are too.
+#[repr(C, align(64))]
+pub(super) struct Buf(pub(super) [f32; BUF]);
+
+/// Blocks of rows that share one packing of each chunk when K is chunked (their partial sums live
+/// on the stack meanwhile).
+pub(super) const GROUP: usize = 16;
+
+/// One instruction set's microkernel and packers. A value is a proof that the CPU supports
+/// the instruction set (see [`crate::isa`]).
+pub(super) trait Simd: Copy {
+    /// Output pixels per tile: the columns of the register tile.
+    const NR: usize;
+    /// Lanes per vector.
+    const LANES: usize;
+    /// Output channels per kernel call: the rows of the register tile (at most [`MR`]).
+    const ROWS: usize;
+
+    /// Writes rows `ks` of the tile's packed input, row `k` at `dst[(k - ks.start) * NR..]`
+    /// (`src.vectors * LANES` floats of it).
+    ///
+    /// # Safety
+    /// `src` keeps its documented invariants: every lane a mask enables reads inside its
+    /// plane, and the rows `ks` are the channels of `input` and `shortcut`
+    /// ([`Src::debug_check`] checks this in debug builds).
+    unsafe fn pack(self, src: &Src<'_>, ks: Range<usize>, dst: &mut [f32]);
+
+    /// Whether [`Simd::kernel`] takes masked columns ([`Cols::full`] false).
+    const MASKED: bool;
+
+    /// For one block of [`Simd::ROWS`] rows: `acc[j][l] = fma(W_j[k], X[k][l], acc[j][l])`
+    /// for each `k` of the chunk ascending (`a.kc` of them), where `W_j` is row `j` of `a` and
+    /// `X` is `b` (see [`Cols`]), over `vectors` vectors of lanes. `acc` starts at zero if
+    /// `first`, else from `part` (`[ROWS][NR]`); it ends in `part`, or, with `epi`, goes
+    /// through the epilogue to the output.
+    ///
+    #[allow(clippy::too_many_arguments)]
+    fn kernel(
+        self,
+        a: &Rows<'_>,
+        b: &Cols<'_>,
+        vectors: usize,
+        part: &mut [f32],
+        first: bool,
+        epi: Option<&mut Epi<'_>>,
+    );
+}
+
+/// The input columns of one chunk of `k` as a kernel reads them: row `k` of the chunk is
+/// `X[k][l] = planes[k * stride + l]` for the enabled lanes `l` (every lane with `full`,
+/// else those whose bit of `mask` is set) and zero for the others: packed columns (rows
+/// `NR` apart, full) or a chunk of input channels read in place.
+#[derive(Debug)]
+pub(super) struct Cols<'a> {
+    pub(super) planes: &'a [f32],
+    pub(super) stride: usize,
+    /// Rows: values of `k`.
+    pub(super) rows: usize,
+    /// The enabled lanes, by groups of 16 (ignored with `full`).
+    pub(super) mask: [u16; 4],
+    pub(super) full: bool,
+}
+
+impl Cols<'_> {
+    /// Packed columns: `rows` rows of `nr` floats.
+    fn packed(planes: &[f32], rows: usize, nr: usize) -> Cols<'_> {
+        Cols {
+            planes,
+            stride: nr,
+            rows,
+            mask: [u16::MAX; 4],
+            full: true,
+        }
+    }
+
+    /// Columns read in place, with the lanes of `mask` (which all lie in every row).
+    fn in_place(planes: &[f32], stride: usize, rows: usize, mask: u64, full: bool) -> Cols<'_> {
+        Cols {
+            planes,
+            stride,
+            rows,
+            mask: [0, 1, 2, 3].map(|v| (mask >> (16 * v)) as u16),
+            full,
+        }
+    }
+
+    /// Whether lane `l` is enabled.
+    #[inline(always)]
+    fn enabled(&self, l: usize) -> bool {
+        self.full || self.mask[l / 16] >> (l % 16) & 1 == 1
+    }
+
+    /// Asserts that every lane of `vectors` vectors of `lanes` that is enabled lies in
+    /// `planes` in every row: the kernels' loads are then in bounds.
+    #[inline(always)]
+    pub(super) fn check(&self, vectors: usize, lanes: usize) {
+        let width = vectors * lanes;
+        assert!(self.rows > 0 && width <= MAX_NR);
+        let last = (self.rows - 1) * self.stride;
+        // Every enabled lane is at most the highest one.
+        let top = (0..width).rev().find(|&l| self.enabled(l)).map_or(0, |l| l + 1);
+        assert!(last + top <= self.planes.len());
+    }
+}
+
+/// The weights of one block of rows over one chunk of `k`: row `j` of the block is row
+/// `row + j` of the panel whose weights from the chunk's first `k` on are `lo` (`MR` per
+/// `k`, k-major), or row `row + j - MR` of the next panel's, `hi`, past the first panel's
+/// last row. Rows past the block's real rows read anything in bounds and are not stored.
+#[derive(Debug)]
+pub(super) struct Rows<'a> {
+    pub(super) lo: &'a [f32],
+    /// `lo` again when the block does not reach the next panel.
+    pub(super) hi: &'a [f32],
+    pub(super) row: usize,
+    /// Values of `k` in the chunk.
+    pub(super) kc: usize,
+}
+
+impl Rows<'_> {
+    /// Asserts that every row `row .. row + rows` reads inside `lo` and `hi`.
+    #[inline(always)]
+    pub(super) fn check(&self, rows: usize) {
+        assert!(self.kc > 0 && self.row + rows <= 2 * MR);
+        assert!(self.lo.len() >= self.kc * MR && self.hi.len() >= self.kc * MR);
+    }
+}
+
+/// Where one tile of one block of rows goes: `out[(row0 + r) * ohw + p0 + l] =
+/// relu?(acc[r][l] + bias[r] (+ residual at the same index))` for `r < bias.len()`, `l < nv`.
+#[derive(Debug)]
+pub(super) struct Epi<'a> {
+    /// The run's output channels, `ohw` floats each.
+    pub(super) out: &'a mut [f32],
+    /// The residual, indexed like `out` (`InPlace`: `out` itself, read before written).
+    pub(super) residual: Residual<'a>,
+    pub(super) ohw: usize,
+    pub(super) row0: usize,
+    pub(super) p0: usize,
+    pub(super) nv: usize,
+    /// The block's real rows' biases (1 to [`Simd::ROWS`]).
+    pub(super) bias: &'a [f32],
+    pub(super) relu: bool,
+}
+
+impl Epi<'_> {
+    /// Asserts that the epilogue's lanes lie in `out` (and the residual), for a kernel of
+    /// `nr` pixels in `vectors` vectors of `lanes`.
+    #[inline(always)]
+    pub(super) fn check(&self, nr: usize, lanes: usize, vectors: usize) {
+        let rows = self.bias.len();
+        assert!((1..=MR).contains(&rows) && (1..=nr).contains(&self.nv));
+        assert!(self.nv.div_ceil(lanes) == vectors && self.p0 + self.nv <= self.ohw);
+        assert!((self.row0 + rows - 1) * self.ohw + self.p0 + self.nv <= self.out.len());
+        if let Residual::Separate(r) = self.residual {
+            assert_eq!(r.len(), self.out.len());
+        }
+    }
+}
+
+/// What the packers read for one tile: lane `l` of row `k < k_main` (channel `ci`, tap `t`)
+/// is `input[ci * hw + base[l] + tap_off[t]]` if bit `l` of `tap_mask[t]` is set, else zero;
+/// lane `l` of row `k_main + cs` is `shortcut[cs * sc_hw + sc_base[l]]` if bit `l` of
+/// `valid` is set, else zero.
+#[derive(Debug)]
+pub(super) struct Src<'a> {
+    /// The group's input channels, `hw` floats each.
+    pub(super) input: &'a [f32],
+    pub(super) hw: usize,
+    /// Kernel taps `k * k`.
+    pub(super) taps: usize,
+    pub(super) k_main: usize,
+    /// Per tap `(i, j)`: `(i * w + j) * dilation`.
+    pub(super) tap_off: &'a [i32],
+    /// Per tap: the lanes whose input is in range (and `< nv`).
+    pub(super) tap_mask: &'a [u64],
+    /// Per lane: the window origin `iy0 * w + ix0` (may be negative), for lanes `< nv`;
+    /// only `base[0]` is set when `contig` (see [`Src::lane_base`]).
+    pub(super) base: &'a [i32; MAX_NR],
+    /// Lane `l`'s origin is `base[0] + l` for the lanes `< nv`: loads can be contiguous.
+    pub(super) contig: bool,
+    /// The image's shortcut channels, `sc_hw` floats each (empty without a shortcut).
+    pub(super) shortcut: &'a [f32],
+    pub(super) sc_hw: usize,
+    /// Per lane: the shortcut pixel, likewise ([`Src::sc_lane_base`]).
+    pub(super) sc_base: &'a [i32; MAX_NR],
+    pub(super) sc_contig: bool,
+    /// Lanes `< nv`.
+    pub(super) valid: u64,
+    /// Vectors that cover the `nv` lanes.
+    pub(super) vectors: usize,
+}
+
+impl Src<'_> {
+    /// Lane `l`'s window origin in the input planes.
+    #[inline(always)]
+    pub(super) fn lane_base(&self, l: usize) -> i32 {
+        if self.contig {
+            self.base[0] + l as i32
+        } else {
+            self.base[l]
+        }
+    }
+
+    /// Lane `l`'s pixel in the shortcut planes.
+    #[inline(always)]
+    pub(super) fn sc_lane_base(&self, l: usize) -> i32 {
+        if self.sc_contig {
+            self.sc_base[0] + l as i32
+        } else {
+            self.sc_base[l]
+        }
+    }
+
+    /// Checks, in debug builds, that every lane a mask enables reads inside its plane, so
+    /// that masked loads and gathers touch only the operands' memory.
+    #[inline(always)]
+    pub(super) fn debug_check(&self, ks: &Range<usize>, lanes: usize) {
+        debug_assert!(self.vectors * lanes <= MAX_NR && self.valid >> (self.vectors * lanes) == 0);
+        debug_assert!(ks.start <= ks.end && self.input.len() * self.taps >= self.k_main * self.hw);
+        debug_assert_eq!(self.tap_off.len(), self.taps);
+        debug_assert_eq!(self.tap_mask.len(), self.taps);
+        if cfg!(debug_assertions) {
+            for (&off, &m) in self.tap_off.iter().zip(self.tap_mask) {
+                for l in (0..64).filter(|l| m >> l & 1 == 1) {
+                    let at = i64::from(self.lane_base(l)) + i64::from(off);
+                    debug_assert!(at >= 0 && (at as usize) < self.hw, "lane {l} at {at}");
+                }
+            }
+            if ks.end > self.k_main {
+                for l in (0..64).filter(|l| self.valid >> l & 1 == 1) {
+                    debug_assert!((self.sc_lane_base(l) as usize) < self.sc_hw);
+                }
+                debug_assert!(self.shortcut.len() >= (ks.end - self.k_main) * self.sc_hw);
+            }
+        }
+    }
+}
+
+/// One tile's lanes: window origins, which taps each lane reads in range, shortcut pixels.
+#[derive(Debug)]
+struct Plan {
+    nv: usize,
+    /// Window origins `y * stride - pad`, `x * stride - pad`, and shortcut pixels
+    /// `y * ss * sw + x * ss`: for the on-the-fly packer, filled only without `table`.
+    iy0: [isize; MAX_NR],
+    ix0: [isize; MAX_NR],
+    sc_px: [usize; MAX_NR],
+    /// The tap table's view ([`Src`]), filled only with `table`; `base` and `sc_base` only
+    /// past lane 0 when their lanes are not contiguous.
+    base: [i32; MAX_NR],
+    contig: bool,
+    tap_mask: [u64; TABLE_TAPS],
+    sc_base: [i32; MAX_NR],
+    sc_contig: bool,
+    valid: u64,
+}
+
+/// Bits `lo .. hi` (`hi - lo < 64`).
+#[inline(always)]
+fn bits(lo: usize, hi: usize) -> u64 {
+    ((1u64 << (hi - lo)) - 1) << lo
+}
+
+impl Plan {
+    /// The tile of output pixels `p0 .. p0 + nv`; the tap table only with `table`.
+    ///
+    /// The tile is cut into segments, one per output row it touches; within a segment the
+    /// lanes in range for a kernel row or column form one run of bits, computed directly.
+    #[inline(always)]
+    fn new(g: &ConvGeom, p0: usize, nv: usize, table: bool) -> Self {
+        debug_assert!((1..=MAX_NR).contains(&nv));
+        let (sc_s, sc_w) = g.shortcut.map_or((0, 0), |s| (s.stride, s.w));
+        let mut p = Plan {
+            nv,
+            iy0: [0; MAX_NR],
+            ix0: [0; MAX_NR],
+            sc_px: [0; MAX_NR],
+            base: [0; MAX_NR],
+            contig: true,
+            tap_mask: [0; TABLE_TAPS],
+            sc_base: [0; MAX_NR],
+            sc_contig: true,
+            valid: bits(0, nv),
+        };
+        let (s, pad, d) = (g.stride, g.pad, g.dilation);
+        let (mut y, mut x) = (p0 / g.ow, p0 % g.ow);
+        if !table {
+            for l in 0..nv {
+                p.iy0[l] = (y * s) as isize - pad as isize;
+                p.ix0[l] = (x * s) as isize - pad as isize;
+                p.sc_px[l] = y * sc_s * sc_w + x * sc_s;
+                x += 1;
+                if x == g.ow {
+                    x = 0;
+                    y += 1;
+                }
+            }
+            return p;
+        }
+        // The lanes that read an in-range row for kernel row `i` (`rows[i]`), an in-range
+        // column for kernel column `j` (`cols[j]`); `table` implies `k <= 7`.
+        let mut rows = [0u64; 7];
+        let mut cols = [0u64; 7];
+        // Output columns `x` whose input column `x s - pad + j d` is in range, per `j`:
+        // `x_lo[j] .. x_hi[j]`.
+        let mut x_lo = [0usize; 7];
+        let mut x_hi = [0usize; 7];
+        for j in 0..g.k {
+            let shift = j * d;
+            x_lo[j] = pad.saturating_sub(shift).div_ceil(s);
+            x_hi[j] = if g.w + pad > shift {
+                (g.w + pad - shift - 1) / s + 1
+            } else {
+                0
+            };
+        }
+        // `table_fits` guarantees that offsets fit an `i32`.
+        let (w, pad_i) = (g.w as i32, pad as i32);
+        let origin = |y: usize, x: usize| (y * s) as i32 * w - pad_i * w + (x * s) as i32 - pad_i;
+        let sc_origin = |y: usize, x: usize| (y * sc_s * sc_w + x * sc_s) as i32;
+        p.base[0] = origin(y, x);
+        p.sc_base[0] = sc_origin(y, x);
+        let mut l = 0;
+        while l < nv {
+            let len = if g.ow - x < nv - l { g.ow - x } else { nv - l };
+            let seg = bits(l, l + len);
+            let iy = (y * s) as isize - pad as isize;
+            for (i, rows) in rows.iter_mut().enumerate().take(g.k) {
+                let r = iy + (i * d) as isize;
+                if r >= 0 && r < g.h as isize {
+                    *rows |= seg;
+                }
+            }
+            for j in 0..g.k {
+                let (lo, hi) = (x_lo[j].max(x), x_hi[j].min(x + len));
+                if lo < hi {
+                    cols[j] |= bits(l + lo - x, l + hi - x);
+                }
+            }
+            // Lanes `l + 1 ..` continue lane `l`'s window by one input column (stride 1)
+            // within the segment, and across a row change only if `ow == w`.
+            if l > 0 {
+                p.contig &= origin(y, x) == p.base[0] + l as i32;
+                p.sc_contig &= sc_origin(y, x) == p.sc_base[0] + l as i32;
+            }
+            p.contig &= s == 1 || len == 1;
+            p.sc_contig &= sc_s == 1 || len == 1;
+            l += len;
+            x = 0;
+            y += 1;
+        }
+        // Without a shortcut its lanes are never read.
+        p.sc_contig |= g.shortcut.is_none();
+        if !p.contig || !p.sc_contig {
+            let (mut y, mut x) = (p0 / g.ow, p0 % g.ow);
+            for l in 0..nv {
+                p.base[l] = origin(y, x);
+                p.sc_base[l] = sc_origin(y, x);
+                x += 1;
+                if x == g.ow {
+                    x = 0;
+                    y += 1;
+                }
+            }
+        }
+        for (i, &row) in rows[..g.k].iter().enumerate() {
+            for (j, &col) in cols[..g.k].iter().enumerate() {
+                p.tap_mask[i * g.k + j] = row & col;
+            }
+        }
+        p
+    }
+}
+
+/// Whether a geometry fits the tap table: a kernel of at most [`TABLE_TAPS`] taps, and
+/// planes whose offsets (negative ones in the padding included) fit an `i32`.
+fn table_fits(g: &ConvGeom) -> bool {
+    let limit = (i32::MAX / 4) as usize;
+    let span = |len: usize| len + 2 * g.pad + g.dilation * g.k;
+    g.k * g.k <= TABLE_TAPS
+        && span(g.h).saturating_mul(span(g.w)) < limit
+        && g.shortcut.is_none_or(|s| s.h.saturating_mul(s.w) < limit)
+}
+
+/// What every tile of a run shares.
+struct Run<'a> {
+    ops: Operands<'a>,
+    /// The packed weights of the run's panels.
+    weights: &'a [f32],
+    k_total: usize,
+    /// The run's real output channels (its last panel may be padded).
+    rows: usize,
+    /// The biases of the run's real output channels.
+    bias: &'a [f32],
+    ohw: usize,
+    relu: bool,
+}
+
+impl<'a> Run<'a> {
+    /// The weights of the block of rows `r0 ..` (of the run) for chunk `ks`, and its real
+    /// rows' biases.
+    #[inline(always)]
+    fn block(&self, r0: usize, rows: usize, ks: &Range<usize>) -> (Rows<'a>, &'a [f32]) {
+        let panel = |p: usize| &self.weights[(p * self.k_total + ks.start) * MR..][..ks.len() * MR];
+        let (p, row) = (r0 / MR, r0 % MR);
+        let real = if self.rows - r0 < rows {
+            self.rows - r0
+        } else {
+            rows
+        };
+        let lo = panel(p);
+        // The rows past the real ones need not exist: they read `lo` again.
+        let hi = if row + real > MR { panel(p + 1) } else { lo };
+        let a = Rows {
+            lo,
+            hi,
+            row,
+            kc: ks.len(),
+        };
+        (a, &self.bias[r0..r0 + real])
+    }
+
+    /// Where the tile of pixels `p0 .. p0 + nv` of the block of rows from `r0` goes.
+    #[inline(always)]
+    fn epi<'o>(&self, out: &'o mut [f32], r0: usize, bias: &'o [f32], p0: usize, nv: usize) -> Epi<'o>
+    where
+        'a: 'o,
+    {
+        Epi {
+            out,
+            residual: self.ops.residual,
+            ohw: self.ohw,
+            row0: r0,
+            p0,
+            nv,
+            bias,
+            relu: self.relu,
+        }
+    }
+}
+
+/// Where one tile reads its input columns from: packed into the stack buffer, or straight
+/// from the planes where every row's lanes are consecutive pixels read without padding.
+struct TileSrc<'t, S> {
+    s: S,
+    src: Src<'t>,
+    g: &'t ConvGeom,
+    plan: &'t Plan,
+    table: bool,
+    /// The main rows are read in place (a 1x1 conv with stride 1 and no padding).
+    direct_main: bool,
+    /// The shortcut rows are read in place (consecutive shortcut pixels).
+    direct_sc: bool,
+    /// The tile has all `NR` lanes (else the direct reads are masked).
+    whole: bool,
+}
+
+impl<'t, S: Simd> TileSrc<'t, S> {
+    /// Rows `ks` of the tile's columns (all main or all shortcut rows).
+    #[inline(always)]
+    fn cols<'b>(&self, ks: Range<usize>, buf: &'b mut Buf) -> Cols<'b>
+    where
+        't: 'b,
+    {
+        let src = &self.src;
+        let (valid, whole) = (src.valid, self.whole);
+        if ks.start < src.k_main && self.direct_main {
+            let planes = &src.input[ks.start * src.hw + src.base[0] as usize..];
+            return Cols::in_place(planes, src.hw, ks.len(), valid, whole);
+        }
+        if ks.start >= src.k_main && self.direct_sc {
+            let at = (ks.start - src.k_main) * src.sc_hw + src.sc_base[0] as usize;
+            return Cols::in_place(&src.shortcut[at..], src.sc_hw, ks.len(), valid, whole);
+        }
+        let dst = &mut buf.0[..ks.len() * S::NR];
+        if self.table {
+            // SAFETY: `Plan::new` set exactly the lanes `< nv` whose tap reads an in-range
+            // row and column (so `base + tap_off` is in the plane), and every shortcut lane
+            // `< nv` (a pixel `(y ss, x ss)` of the shortcut input, in range by the
+            // geometry's contract); `ks` are rows of this geometry's K.
+            unsafe { self.s.pack(src, ks.clone(), dst) };
+        } else {
+            pack_on_the_fly(self.g, self.plan, src, ks.clone(), dst, S::NR, S::LANES);
+        }
+        Cols::packed(dst, ks.len(), S::NR)
+    }
+}
+
+/// The chunks of `0..k_total`: the main rows `0..k_main` then the shortcut rows, each cut
+/// into pieces of at most `kc`.
+fn chunks(k_main: usize, k_total: usize, kc: usize) -> impl Iterator<Item = Range<usize>> + Clone {
+    let cut = move |r: Range<usize>| {
+        (r.start..r.end)
+            .step_by(kc)
+            .map(move |k0| k0..if r.end - k0 < kc { r.end } else { k0 + kc })
+    };
+    cut(0..k_main).chain(cut(k_main..k_total))
+}
+
+/// Panels `panels` of group `gi` of image `b` on the instruction set `s`; `out` (and a
+/// `Separate` residual) are exactly the output channels those panels write.
+#[inline(always)]
+pub(super) fn conv_run<G: Geom, S: Simd>(
+    s: S,
+    gg: G,
+    ops: &Operands<'_>,
+    b: usize,
+    gi: usize,
+    panels: Range<usize>,
+    out: &mut [f32],
+) {
+    let g = gg.get();
+    let ohw = g.oh * g.ow;
+    let hw = g.h * g.w;
+    let cg = g.c / g.groups;
+    let k_total = g.k_total();
+    let k_main = g.k_main();
+    let ppg = panels_per_group(&g);
+    let taps = g.k * g.k;
+    let input = &ops.input[(b * g.c + gi * cg) * hw..][..cg * hw];
+    let (sc_c, sc_hw) = g.shortcut.map_or((0, 0), |s| (s.c, s.h * s.w));
+    let shortcut = &ops.shortcut[b * sc_c * sc_hw..][..sc_c * sc_hw];
+    let og = g.o / g.groups;
+    let rows = if panels.end * MR < og { panels.end * MR } else { og } - panels.start * MR;
+    let run = Run {
+        ops: *ops,
+        weights: &ops.packed[(gi * ppg + panels.start) * k_total * MR..][..panels.len() * k_total * MR],
+        k_total,
+        rows,
+        bias: &ops.bias[gi * og + panels.start * MR..][..rows],
+        ohw,
+        relu: g.relu,
+    };
+    let table = table_fits(&g);
+    let mut tap_off = [0i32; TABLE_TAPS];
+    if table {
+        for i in 0..g.k {
+            for j in 0..g.k {
+                tap_off[i * g.k + j] = ((i * g.w + j) * g.dilation) as i32;
+            }
+        }
+    }
+    let tab = if table { taps } else { 0 };
+    let kc = BUF / S::NR;
+    // One chunk; with a shortcut, the main and shortcut rows are separate chunks.
+    let single = k_total <= kc && k_main == k_total;
+    let mut buf = Buf([0.0; BUF]);
+    // 1x1, stride 1, no padding: every lane of every channel reads in range.
+    let pointwise = g.k == 1 && g.stride == 1 && g.pad == 0 && table;
+
+    // Groups of blocks of rows whose weights stay in L2 while the tiles go past.
+    let per_block = S::ROWS * k_total * 4;
+    let blocks = (WEIGHTS_BYTES / per_block).clamp(1, GROUP);
+    let mut part = [0.0f32; GROUP * MR * MAX_NR];
+
+    let mut g0 = 0;
+    while g0 < rows {
+        let g1 = if rows - g0 < blocks * S::ROWS {
+            rows
+        } else {
+            g0 + blocks * S::ROWS
+        };
+        let mut p0 = 0;
+        while p0 < ohw {
+            let nv = if ohw - p0 < S::NR { ohw - p0 } else { S::NR };
+            let plan = Plan::new(&g, p0, nv, table);
+            let whole = nv == S::NR;
+            let tile = TileSrc {
+                s,
+                src: Src {
+                    input,
+                    hw,
+                    taps,
+                    k_main,
+                    tap_off: &tap_off[..tab],
+                    tap_mask: &plan.tap_mask[..tab],
+                    base: &plan.base,
+                    contig: plan.contig,
+                    shortcut,
+                    sc_hw,
+                    sc_base: &plan.sc_base,
+                    sc_contig: plan.sc_contig,
+                    valid: plan.valid,
+                    vectors: nv.div_ceil(S::LANES),
+                },
+                g: &g,
+                plan: &plan,
+                table,
+                direct_main: pointwise && (S::MASKED || whole),
+                direct_sc: table && g.shortcut.is_some() && plan.sc_contig && (S::MASKED || whole),
+                whole,
+            };
+            if single {
+                let b = tile.cols(0..k_total, &mut buf);
+                for r0 in (g0..g1).step_by(S::ROWS) {
+                    let (a, bias) = run.block(r0, S::ROWS, &(0..k_total));
+                    let mut epi = run.epi(out, r0, bias, p0, nv);
+                    s.kernel(&a, &b, tile.src.vectors, &mut [], true, Some(&mut epi));
+                }
+            } else {
+                chunked(&tile, &run, g0..g1, (p0, nv), kc, &mut buf, &mut part, out);
+            }
+            p0 += S::NR;
+        }
+        g0 = g1;
+    }
+}
+
+/// The blocks of rows `rows` (at most [`GROUP`] blocks) of one tile when K takes several
+/// chunks: for each chunk, pack it (once) and continue each block's partial sums with it.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn chunked<S: Simd>(
+    tile: &TileSrc<'_, S>,
+    run: &Run<'_>,
+    rows: Range<usize>,
+    (p0, nv): (usize, usize),
+    kc: usize,
+    buf: &mut Buf,
+    part: &mut [f32; GROUP * MR * MAX_NR],
+    out: &mut [f32],
+) {
+    let k_total = run.k_total;
+    for ks in chunks(tile.src.k_main, k_total, kc) {
+        let b = tile.cols(ks.clone(), buf);
+        let blocks = rows.clone().step_by(S::ROWS);
+        for (r0, part) in blocks.zip(part.chunks_exact_mut(S::ROWS * S::NR)) {
+            let (a, bias) = run.block(r0, S::ROWS, &ks);
+            let (first, last) = (ks.start == 0, ks.end == k_total);
+            let (s, vectors) = (tile.s, tile.src.vectors);
+            if last {
+                let mut epi = run.epi(out, r0, bias, p0, nv);
+                s.kernel(&a, &b, vectors, part, first, Some(&mut epi));
+            } else {
+                s.kernel(&a, &b, vectors, part, first, None);
+            }
+        }
+    }
+}
+
+/// The packer for kernels too large for a tap table (or planes too large for `i32` offsets):
+/// bounds per lane and tap.
+#[inline(never)]
+fn pack_on_the_fly(
+    g: &ConvGeom,
+    plan: &Plan,
+    src: &Src<'_>,
+    ks: Range<usize>,
+    dst: &mut [f32],
+    nr: usize,
+    lanes: usize,
+) {
+    let (taps, hw) = (g.k * g.k, g.h * g.w);
+    for (k, row) in ks.zip(dst.chunks_exact_mut(nr)) {
+        let row = &mut row[..src.vectors * lanes];
+        row.fill(0.0);
+        if k < src.k_main {
+            let (ci, t) = (k / taps, k % taps);
+            let plane = &src.input[ci * hw..][..hw];
+            let (dy, dx) = ((t / g.k * g.dilation) as isize, (t % g.k * g.dilation) as isize);
+            for (l, d) in row[..plan.nv].iter_mut().enumerate() {
+                // A negative coordinate wraps to a huge `usize` and fails the test too.
+                let (iy, ix) = ((plan.iy0[l] + dy) as usize, (plan.ix0[l] + dx) as usize);
+                if iy < g.h && ix < g.w {
+                    *d = plane[iy * g.w + ix];
+                }
+            }
+        } else {
+            let plane = &src.shortcut[(k - src.k_main) * src.sc_hw..][..src.sc_hw];
+            for (l, d) in row[..plan.nv].iter_mut().enumerate() {
+                *d = plane[plan.sc_px[l]];
+            }
+        }
+    }
+}
