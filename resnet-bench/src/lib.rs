@@ -65,6 +65,9 @@ pub struct Args {
     /// Only measure (or print) the FMA peak, then exit
     #[arg(long, conflicts_with = "no_peak")]
     pub peak_only: bool,
+    /// Conv kernels' instruction set: portable, avx2, avx512 or neon [default: the best this CPU has]
+    #[arg(long, value_parser = parse_isa)]
+    pub isa: Option<resnet_runtime::Isa>,
     /// Print JSON on stdout instead of tables
     #[arg(long)]
     pub json: bool,
@@ -74,6 +77,18 @@ pub struct Args {
     /// No progress messages on stderr
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `--isa`'s names.
+fn parse_isa(name: &str) -> Result<resnet_runtime::Isa, String> {
+    use resnet_runtime::Isa;
+    match name {
+        "portable" => Ok(Isa::Portable),
+        "avx2" => Ok(Isa::Avx2Fma),
+        "avx512" => Ok(Isa::Avx512),
+        "neon" => Ok(Isa::Neon),
+        _ => Err(format!("`{name}`: one of portable, avx2, avx512, neon")),
+    }
 }
 
 /// What to benchmark, checked.
@@ -160,6 +175,11 @@ pub fn run(args: &Args) -> Result<()> {
             eprintln!("{msg}");
         }
     };
+    if let Some(isa) = args.isa
+        && !resnet_runtime::set_isa(isa)
+    {
+        bail!("--isa: this CPU cannot run {isa:?}");
+    }
     let machine = Machine::current();
     if let Some(&t) = plan.threads.iter().find(|&&t| t > machine.cpus) {
         progress(format!(
@@ -218,7 +238,15 @@ pub fn run(args: &Args) -> Result<()> {
                 resnet_runtime::threads::set_threads(threads);
                 let (times, layers) = if plan.layers {
                     let t = measure::time_steps(net.as_mut(), &plan.protocol);
-                    let layers = LayerRow::table(net.steps(), net.step_macs(), &t.steps);
+                    let algorithms = prepared.algorithms();
+                    if algorithms.len() != net.steps().len() {
+                        bail!(
+                            "{name}: the compiled program has {} steps, the generated module {}",
+                            algorithms.len(),
+                            net.steps().len()
+                        );
+                    }
+                    let layers = LayerRow::table(net.steps(), &algorithms, net.step_macs(), &t.steps);
                     (t.total, Some(layers))
                 } else {
                     (measure::time_forward(net.as_mut(), &plan.protocol), None)

@@ -12,6 +12,8 @@ pub struct Machine {
     pub cpus: usize,
     /// SIMD extensions the CPU has, of those the kernels can use.
     pub simd: Vec<&'static str>,
+    /// The instruction set the conv kernels run on (`resnet_runtime::isa`), e.g. `Avx512`.
+    pub isa: String,
     /// `rustc -V` of the build.
     pub rustc: &'static str,
     /// This crate's version.
@@ -37,6 +39,7 @@ impl Machine {
             cpu,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             simd: simd(),
+            isa: format!("{:?}", resnet_runtime::isa()),
             rustc: env!("RESNET_BENCH_RUSTC"),
             resnet_bench: env!("CARGO_PKG_VERSION"),
             load_average: std::fs::read_to_string("/proc/loadavg")

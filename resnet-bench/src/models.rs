@@ -3,6 +3,7 @@
 //! object-safe [`Net`] so that the benchmark loops are written once.
 
 use anyhow::{Context, Result};
+use resnet_compiler::program::StepKind;
 use resnet_compiler::summary::Summary;
 use resnet_compiler::{Compilation, Options, compile, spec::parse_yaml};
 
@@ -50,6 +51,24 @@ pub struct Prepared {
     pub macs: u64,
     /// The synthetic input (seed 0).
     pub input: Vec<f32>,
+}
+
+impl Prepared {
+    /// How each kernel call computes, in [`Net::steps`] order: `winograd`, `direct` (conv),
+    /// `linear` or `pool`. `compile` with the default options is what `resnet!` runs.
+    pub fn algorithms(&self) -> Vec<&'static str> {
+        self.compilation
+            .program
+            .steps
+            .iter()
+            .map(|s| match &s.kind {
+                StepKind::Conv(c) if c.winograd => "winograd",
+                StepKind::Conv(_) => "direct",
+                StepKind::Linear { .. } => "linear",
+                StepKind::MaxPool { .. } | StepKind::GlobalAvgPool { .. } => "pool",
+            })
+            .collect()
+    }
 }
 
 impl Model {

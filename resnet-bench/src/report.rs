@@ -129,19 +129,27 @@ pub struct LayerRow {
     pub index: usize,
     /// The torchvision modules it covers.
     pub name: &'static str,
-    /// Its multiply-accumulates (0 for pools).
+    /// How it computes: `winograd`, `direct` (conv), `linear` or `pool`.
+    pub algorithm: &'static str,
+    /// Its multiply-accumulates as a direct convolution (0 for pools).
     pub macs: u64,
     /// Its median time, ms.
     pub median_ms: f64,
     /// Its share of the sum of all calls' medians, percent.
     pub percent: f64,
-    /// `2 * macs / median`, GFLOP/s (none for pools).
+    /// `2 * macs / median`, GFLOP/s (none for pools): for Winograd calls, more than the
+    /// multiplies they do.
     pub gflops: Option<f64>,
 }
 
 impl LayerRow {
     /// The rows of one table, from each call's times.
-    pub fn table(names: &'static [&'static str], macs: &[u64], times: &[Times]) -> Vec<LayerRow> {
+    pub fn table(
+        names: &'static [&'static str],
+        algorithms: &[&'static str],
+        macs: &[u64],
+        times: &[Times],
+    ) -> Vec<LayerRow> {
         let medians: Vec<f64> = times.iter().map(Times::median).collect();
         let total: f64 = medians.iter().sum();
         names
@@ -152,6 +160,7 @@ impl LayerRow {
             .map(|(index, ((&name, &macs), median_ms))| LayerRow {
                 index,
                 name,
+                algorithm: algorithms.get(index).copied().unwrap_or("?"),
                 macs,
                 median_ms,
                 percent: 100.0 * median_ms / total,
@@ -184,11 +193,12 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "machine: {}, {} CPUs ({}); {}",
+            "machine: {}, {} CPUs ({}); {}; conv kernels: {}",
             m.cpu,
             m.cpus,
             m.simd.join(", "),
-            m.rustc
+            m.rustc,
+            m.isa
         );
         match &self.peak {
             None => {
@@ -251,7 +261,8 @@ impl Report {
         let _ = writeln!(
             s,
             "\nGFLOP/s = 2 * MACs / median, MACs counting each convolution as a direct convolution; \
-             % peak = GFLOP/s / FMA peak of `threads` cores;\nvs torchvision = max|ours - torchvision| \
+             % peak = GFLOP/s / FMA peak of `threads` cores\n(Winograd layers do fewer multiplies than \
+             that count, so their GFLOP/s can exceed what the FMA units do); vs torchvision = max|ours - torchvision| \
              / max|torchvision| on the first image's logits (tests/expected)."
         );
         s
@@ -285,16 +296,17 @@ fn layer_table(s: &mut String, row: &Row, layers: &[LayerRow]) {
     );
     let _ = writeln!(
         s,
-        "{:>4}  {:<width$}  {:>9}  {:>9}  {:>7}  {:>8}",
-        "#", "kernel call", "MMACs", "median ms", "% total", "GFLOP/s"
+        "{:>4}  {:<width$}  {:<8}  {:>9}  {:>9}  {:>7}  {:>8}",
+        "#", "kernel call", "kernel", "MMACs", "median ms", "% total", "GFLOP/s"
     );
     for l in layers {
         let gflops = l.gflops.map_or_else(|| "-".into(), |g| format!("{g:.1}"));
         let _ = writeln!(
             s,
-            "{:>4}  {:<width$}  {:>9.1}  {:>9.3}  {:>7.1}  {:>8}",
+            "{:>4}  {:<width$}  {:<8}  {:>9.1}  {:>9.3}  {:>7.1}  {:>8}",
             l.index,
             l.name,
+            l.algorithm,
             l.macs as f64 / 1e6,
             l.median_ms,
             l.percent,
@@ -303,9 +315,10 @@ fn layer_table(s: &mut String, row: &Row, layers: &[LayerRow]) {
     }
     let _ = writeln!(
         s,
-        "{:>4}  {:<width$}  {:>9.1}  {:>9.3}  {:>7.1}  {:>8.1}",
+        "{:>4}  {:<width$}  {:<8}  {:>9.1}  {:>9.3}  {:>7.1}  {:>8.1}",
         "",
         "sum of the medians",
+        "",
         total_macs as f64 / 1e6,
         total_ms,
         100.0,
@@ -371,11 +384,17 @@ mod tests {
     #[test]
     fn layer_shares_add_up() {
         let times = [Times(vec![1.0, 3.0]), Times(vec![2.0]), Times(vec![4.0])];
-        let rows = LayerRow::table(&["a", "b", "c"], &[1_000_000, 0, 2_000_000], &times);
+        let rows = LayerRow::table(
+            &["a", "b", "c"],
+            &["direct", "pool", "winograd"],
+            &[1_000_000, 0, 2_000_000],
+            &times,
+        );
         assert_eq!(rows[0].median_ms, 2.0);
         assert_eq!(rows[1].gflops, None);
         let sum: f64 = rows.iter().map(|r| r.percent).sum();
         assert!((sum - 100.0).abs() < 1e-9);
         assert_eq!(rows[2].gflops, Some(1.0));
+        assert_eq!(rows[2].algorithm, "winograd");
     }
 }
