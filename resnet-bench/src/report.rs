@@ -200,6 +200,17 @@ impl Report {
             m.rustc,
             m.isa
         );
+        if let Some(load) = m.load_average {
+            let _ = writeln!(
+                s,
+                "load average (1 min) at the start: {load:.2}{}",
+                if load > 0.5 {
+                    " (other processes are running: the timings are noisier)"
+                } else {
+                    ""
+                }
+            );
+        }
         match &self.peak {
             None => {
                 let _ = writeln!(s, "FMA peak: {}", self.no_peak);
