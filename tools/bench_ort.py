@@ -28,8 +28,9 @@ ours loading the weights at run time (rss-loaded), ours with the weights embedde
 build script (rss-embedded), and a Python process holding only an ONNX Runtime session (and,
 for reference, the same process without a session).
 
-Installs onnxruntime and onnx into the running interpreter (tools/.venv) with pip if they are
-missing. --save FILE writes everything as JSON.
+Run outside a virtual environment, it re-runs itself in tools/.venv (created if missing); it
+installs tools/requirements.txt (torch, torchvision, ...) and onnxruntime and onnx there with
+pip if they are missing. --save FILE writes everything as JSON.
 """
 
 from __future__ import annotations
@@ -69,20 +70,45 @@ def log(msg: str) -> None:
 ONNX_PACKAGES = {"onnxruntime": "onnxruntime==1.32.0", "onnx": "onnx==1.23.2"}
 
 
-def ensure_onnx_packages() -> None:
-    """onnxruntime and onnx, installed with pip into this interpreter if missing."""
+# The import names of what tools/requirements.txt installs.
+REQUIREMENTS_MODULES = ["torch", "torchvision", "safetensors", "yaml", "numpy"]
+
+
+def ensure_venv(argv: list[str]) -> None:
+    """Outside a virtual environment, re-runs this script in tools/.venv, creating it if needed,
+    so that nothing is installed into the system's Python."""
+    if sys.prefix != sys.base_prefix:
+        return
+    venv = os.path.join(TOOLS_DIR, ".venv")
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python):
+        log(f"creating the virtual environment {venv}")
+        run_checked([sys.executable, "-m", "venv", venv])
+    log(f"re-running in {venv}")
+    os.execv(python, [python, os.path.abspath(__file__), *argv])
+
+
+def missing_modules(modules) -> list[str]:
     missing = []
-    for module, requirement in ONNX_PACKAGES.items():
+    for module in modules:
         try:
             importlib.import_module(module)
         except ImportError:
-            missing.append(requirement)
-    if not missing:
-        return
-    if sys.prefix == sys.base_prefix:
-        log(f"warning: {sys.executable} is not a virtual environment; installing into it anyway")
-    log(f"installing {' '.join(missing)} with pip into {sys.prefix}")
-    run_checked([sys.executable, "-m", "pip", "install", "--quiet", *missing])
+            missing.append(module)
+    return missing
+
+
+def ensure_packages() -> None:
+    """torch & co. (tools/requirements.txt, ~3 GB the first time), onnxruntime and onnx,
+    installed with pip into this interpreter (a virtual environment) if missing."""
+    if missing_modules(REQUIREMENTS_MODULES):
+        log(f"installing tools/requirements.txt with pip into {sys.prefix} (torch: about 3 GB)")
+        run_checked([sys.executable, "-m", "pip", "install", "--quiet", "-r",
+                     os.path.join(TOOLS_DIR, "requirements.txt")])
+    missing = [ONNX_PACKAGES[m] for m in missing_modules(ONNX_PACKAGES)]
+    if missing:
+        log(f"installing {' '.join(missing)} with pip into {sys.prefix}")
+        run_checked([sys.executable, "-m", "pip", "install", "--quiet", *missing])
     importlib.invalidate_caches()
 
 
@@ -430,7 +456,8 @@ def main(argv=None) -> int:
     if args.rss_child:
         rss_child(*args.rss_child)
         return 0
-    ensure_onnx_packages()
+    ensure_venv(sys.argv[1:] if argv is None else argv)
+    ensure_packages()
     sys.path.insert(0, TOOLS_DIR)
     import torch
     import resnet_spec as R
