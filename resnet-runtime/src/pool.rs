@@ -25,19 +25,24 @@ pub fn max_pool2d(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
             let top = y * g.stride;
             let r0 = top.saturating_sub(g.pad);
             let r1 = (top + g.k).saturating_sub(g.pad).min(h);
-            for (x, o) in orow.iter_mut().enumerate() {
-                let left = x * g.stride;
-                let c0 = left.saturating_sub(g.pad);
-                let c1 = (left + g.k).saturating_sub(g.pad).min(w);
-                let mut m = f32::NEG_INFINITY;
-                for row in plane.chunks_exact(w).take(r1).skip(r0) {
-                    for &v in &row[c0..c1.max(c0)] {
-                        if v > m || v.is_nan() {
-                            m = v;
-                        }
+            orow.fill(f32::NEG_INFINITY);
+            // Row by row, then tap by tap, over the whole output row: each output cell sees its
+            // window's cells in the same order as a cell-by-cell loop, with no branch on the
+            // data (a compare and a select), which random data would mispredict.
+            for r in r0..r1 {
+                let row = &plane[r * w..][..w];
+                for j in 0..g.k {
+                    // Outputs whose column `x * s + j - p` is in [0, w).
+                    let x0 = g.pad.saturating_sub(j).div_ceil(g.stride);
+                    let x1 = (w + g.pad).saturating_sub(j).div_ceil(g.stride).min(ow);
+                    if x0 >= x1 {
+                        continue;
+                    }
+                    let cells = row[x0 * g.stride + j - g.pad..].iter().step_by(g.stride);
+                    for (o, &v) in orow[x0..x1].iter_mut().zip(cells) {
+                        *o = if (v > *o) | v.is_nan() { v } else { *o };
                     }
                 }
-                *o = m;
             }
         }
     }

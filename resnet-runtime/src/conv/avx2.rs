@@ -233,6 +233,12 @@ unsafe fn kernel<const NV: usize>(
         }
     }
     for k in 0..kc {
+        // Where these rows read next: the same rows of their panels' next chunk of K or, with
+        // one chunk, the next panels (`kc * MR` floats on). Prefetched into L2 while this
+        // chunk runs, since the hardware prefetchers stop at each 4 KiB page of a weight
+        // stream. The first and last rows cover both panels a block of rows may span.
+        _mm_prefetch::<_MM_HINT_T1>(w[0].wrapping_add((kc + k) * MR).cast());
+        _mm_prefetch::<_MM_HINT_T1>(w[ROWS - 1].wrapping_add((kc + k) * MR).cast());
         // SAFETY: `k < kc`: row `k` of `b` (`NV` vectors) and each row's weight `k` are in
         // bounds.
         unsafe {
