@@ -7,6 +7,7 @@
 //! The weights are torchvision-shaped synthetic ones (seed 0, as `tools/` gives torchvision),
 //! loaded at run time: generated and packed once per (model, batch), before any timing.
 
+pub mod alloc;
 pub mod expected;
 pub mod machine;
 pub mod measure;
@@ -212,6 +213,9 @@ pub fn run(args: &Args) -> Result<()> {
         }
         return Ok(());
     }
+    // `main.rs` makes the counting allocator global; a program that uses this library without
+    // doing so gets no `allocs` column rather than zeros.
+    let counting = alloc::counter_works();
     let mut rows = Vec::new();
     for &name in &plan.models {
         // One synthetic state_dict per model: parameter names and shapes do not depend on the batch.
@@ -236,7 +240,7 @@ pub fn run(args: &Args) -> Result<()> {
             let mut net = model.load(weights, &prepared.input)?;
             for &threads in &plan.threads {
                 resnet_runtime::threads::set_threads(threads);
-                let (times, layers) = if plan.layers {
+                let (times, allocations, layers) = if plan.layers {
                     let t = measure::time_steps(net.as_mut(), &plan.protocol);
                     let algorithms = prepared.algorithms();
                     if algorithms.len() != net.steps().len() {
@@ -247,9 +251,10 @@ pub fn run(args: &Args) -> Result<()> {
                         );
                     }
                     let layers = LayerRow::table(net.steps(), &algorithms, net.step_macs(), &t.steps);
-                    (t.total, Some(layers))
+                    (t.total, t.allocations, Some(layers))
                 } else {
-                    (measure::time_forward(net.as_mut(), &plan.protocol), None)
+                    let (times, allocations) = measure::time_forward(net.as_mut(), &plan.protocol);
+                    (times, allocations, None)
                 };
                 let vs_torchvision = expected::vs_torchvision(name, net.output())?;
                 if let Some(d) = vs_torchvision
@@ -271,6 +276,7 @@ pub fn run(args: &Args) -> Result<()> {
                     peak.as_ref().map(|p| p.for_threads(threads)),
                 );
                 row.max_rel_diff_torchvision = vs_torchvision;
+                row.allocations = counting.then_some(allocations);
                 row.output = args.outputs.then(|| net.output().to_vec());
                 row.layers = layers;
                 progress(format!(

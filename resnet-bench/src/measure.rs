@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::alloc::count;
 use crate::models::Net;
 
 /// How many forward passes to run and time.
@@ -60,21 +61,26 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Times whole forward passes.
-pub fn time_forward(net: &mut dyn Net, protocol: &Protocol) -> Times {
+/// Times whole forward passes; also returns how many allocations the timed ones made (all
+/// threads; counted only if [`crate::alloc::Counting`] is the global allocator).
+pub fn time_forward(net: &mut dyn Net, protocol: &Protocol) -> (Times, u64) {
     for _ in 0..protocol.warmup {
         net.forward();
     }
     let mut times = Vec::new();
     let mut elapsed = Duration::ZERO;
+    let mut allocations = 0;
     while !protocol.done(times.len(), elapsed) {
-        let start = Instant::now();
-        net.forward();
-        let took = start.elapsed();
+        let (took, seen) = count(|| {
+            let start = Instant::now();
+            net.forward();
+            start.elapsed()
+        });
+        allocations += seen.count;
         elapsed += took;
         times.push(took.as_secs_f64() * 1e3);
     }
-    Times(times)
+    (Times(times), allocations)
 }
 
 /// Per kernel call timings: `steps[i]` holds kernel call `i`'s time in each run, `total` each
@@ -85,6 +91,8 @@ pub struct StepTimes {
     pub steps: Vec<Times>,
     /// Milliseconds of each whole run.
     pub total: Times,
+    /// Allocations during the timed runs (see [`time_forward`]).
+    pub allocations: u64,
 }
 
 /// Times each kernel call through `forward_with_hook`: the hook reads the clock after every
@@ -99,14 +107,18 @@ pub fn time_steps(net: &mut dyn Net, protocol: &Protocol) -> StepTimes {
     let mut elapsed = Duration::ZERO;
     // Reused across runs, so that nothing is allocated between two clock reads.
     let mut marks = vec![Duration::ZERO; n];
+    let mut allocations = 0;
     while !protocol.done(total.len(), elapsed) {
-        let start = Instant::now();
-        net.forward_with_hook(&mut |i| {
-            if let Some(m) = marks.get_mut(i) {
-                *m = start.elapsed();
-            }
+        let (took, seen) = count(|| {
+            let start = Instant::now();
+            net.forward_with_hook(&mut |i| {
+                if let Some(m) = marks.get_mut(i) {
+                    *m = start.elapsed();
+                }
+            });
+            start.elapsed()
         });
-        let took = start.elapsed();
+        allocations += seen.count;
         elapsed += took;
         total.push(took.as_secs_f64() * 1e3);
         let mut previous = Duration::ZERO;
@@ -118,6 +130,7 @@ pub fn time_steps(net: &mut dyn Net, protocol: &Protocol) -> StepTimes {
     StepTimes {
         steps: steps.into_iter().map(Times).collect(),
         total: Times(total),
+        allocations,
     }
 }
 

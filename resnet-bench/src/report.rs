@@ -79,6 +79,8 @@ pub struct Row {
     pub peak_percent: Option<f64>,
     /// `max|ours - torchvision| / max|torchvision|` on the first image's logits.
     pub max_rel_diff_torchvision: Option<f64>,
+    /// Allocations (all threads) during the timed runs, when counted: 0 is the contract.
+    pub allocations: Option<u64>,
     /// Every timed run, ms, in order.
     pub times_ms: Vec<f64>,
     /// Per kernel call, with `--layers`.
@@ -115,6 +117,7 @@ impl Row {
             peak_gflops: peak,
             peak_percent: peak.map(|p| 100.0 * gflops / p),
             max_rel_diff_torchvision: None,
+            allocations: None,
             times_ms: times.0,
             layers: None,
             output: None,
@@ -237,7 +240,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "{:<16} {:>5} {:>7} {:>7} {:>5} {:>10} {:>10} {:>8} {:>6} {:>14}",
+            "{:<16} {:>5} {:>7} {:>7} {:>5} {:>10} {:>10} {:>8} {:>6} {:>14} {:>6}",
             "model",
             "batch",
             "threads",
@@ -247,16 +250,18 @@ impl Report {
             "min ms",
             "GFLOP/s",
             "% peak",
-            "vs torchvision"
+            "vs torchvision",
+            "allocs"
         );
         for r in &self.rows {
             let peak = r.peak_percent.map_or_else(|| "-".into(), |p| format!("{p:.1}"));
             let diff = r
                 .max_rel_diff_torchvision
                 .map_or_else(|| "-".into(), |d| format!("{d:.1e}"));
+            let allocs = r.allocations.map_or_else(|| "-".into(), |a| a.to_string());
             let _ = writeln!(
                 s,
-                "{:<16} {:>5} {:>7} {:>7.2} {:>5} {:>10.2} {:>10.2} {:>8.1} {:>6} {:>14}",
+                "{:<16} {:>5} {:>7} {:>7.2} {:>5} {:>10.2} {:>10.2} {:>8.1} {:>6} {:>14} {:>6}",
                 r.model,
                 r.batch,
                 r.threads,
@@ -266,7 +271,8 @@ impl Report {
                 r.min_ms,
                 r.gflops,
                 peak,
-                diff
+                diff,
+                allocs
             );
         }
         let _ = writeln!(
@@ -274,7 +280,8 @@ impl Report {
             "\nGFLOP/s = 2 * MACs / median, MACs counting each convolution as a direct convolution; \
              % peak = GFLOP/s / FMA peak of `threads` cores\n(Winograd layers do fewer multiplies than \
              that count, so their GFLOP/s can exceed what the FMA units do); vs torchvision = max|ours - torchvision| \
-             / max|torchvision| on the first image's logits (tests/expected)."
+             / max|torchvision| on the first image's logits (tests/expected);\nallocs = allocations \
+             (all threads) during the timed runs."
         );
         s
     }
