@@ -38,13 +38,33 @@ pub fn max_pool2d(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
                     if x0 >= x1 {
                         continue;
                     }
-                    let cells = row[x0 * g.stride + j - g.pad..].iter().step_by(g.stride);
-                    for (o, &v) in orow[x0..x1].iter_mut().zip(cells) {
-                        *o = if (v > *o) | v.is_nan() { v } else { *o };
+                    let (cells, outs) = (&row[x0 * g.stride + j - g.pad..], &mut orow[x0..x1]);
+                    // ResNet's stride 2 as a constant, so that the loop is vectorized.
+                    match g.stride {
+                        2 => max_into::<2>(cells, outs),
+                        1 => max_into::<1>(cells, outs),
+                        s => {
+                            for (o, &v) in outs.iter_mut().zip(cells.iter().step_by(s)) {
+                                *o = if (v > *o) | v.is_nan() { v } else { *o };
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// `outs[x] = max(outs[x], cells[x * S])` (NaN wins), every `x`.
+#[inline(always)]
+fn max_into<const S: usize>(cells: &[f32], outs: &mut [f32]) {
+    let Some(last) = outs.len().checked_sub(1) else {
+        return;
+    };
+    let cells = &cells[..last * S + 1];
+    for (x, o) in outs.iter_mut().enumerate() {
+        let v = cells[x * S];
+        *o = if (v > *o) | v.is_nan() { v } else { *o };
     }
 }
 
