@@ -19,52 +19,113 @@ pub fn max_pool2d(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
     if h == 0 || w == 0 {
         return;
     }
+    #[cfg(feature = "std")]
+    {
+        // Planes split across threads, as conv jobs are: each plane by the same code.
+        let planes = g.n * g.c;
+        let threads = crate::threads::threads()
+            .min(planes)
+            .min(planes * oh * ow * g.k * g.k / crate::threads::MIN_MACS_PER_THREAD)
+            .max(1);
+        if threads > 1 {
+            let base = crate::threads::SharedOut::new(out);
+            return crate::threads::run_parts(threads, &|t| {
+                let p = planes * t / threads..planes * (t + 1) / threads;
+                // SAFETY: the parts' plane ranges are disjoint, inside `out`.
+                let mine = unsafe { base.slice(p.start * oh * ow..p.end * oh * ow) };
+                max_pool_planes(g, &input[p.start * h * w..p.end * h * w], mine);
+            });
+        }
+    }
+    max_pool_planes(g, input, out);
+}
+
+/// [`max_pool2d`] of whole planes, on this thread.
+fn max_pool_planes(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
+    let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
     for (plane, oplane) in input.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
         for (y, orow) in oplane.chunks_exact_mut(ow).enumerate() {
             // The in-range rows of the window: [y*s - p, y*s - p + k) clamped to [0, h).
             let top = y * g.stride;
             let r0 = top.saturating_sub(g.pad);
             let r1 = (top + g.k).saturating_sub(g.pad).min(h);
-            orow.fill(f32::NEG_INFINITY);
-            // Row by row, then tap by tap, over the whole output row: each output cell sees its
-            // window's cells in the same order as a cell-by-cell loop, with no branch on the
-            // data (a compare and a select), which random data would mispredict.
-            for r in r0..r1 {
-                let row = &plane[r * w..][..w];
-                for j in 0..g.k {
-                    // Outputs whose column `x * s + j - p` is in [0, w).
-                    let x0 = g.pad.saturating_sub(j).div_ceil(g.stride);
-                    let x1 = (w + g.pad).saturating_sub(j).div_ceil(g.stride).min(ow);
-                    if x0 >= x1 {
-                        continue;
-                    }
-                    let (cells, outs) = (&row[x0 * g.stride + j - g.pad..], &mut orow[x0..x1]);
-                    // ResNet's stride 2 as a constant, so that the loop is vectorized.
-                    match g.stride {
-                        2 => max_into::<2>(cells, outs),
-                        1 => max_into::<1>(cells, outs),
-                        s => {
-                            for (o, &v) in outs.iter_mut().zip(cells.iter().step_by(s)) {
-                                *o = if (v > *o) | v.is_nan() { v } else { *o };
-                            }
-                        }
-                    }
-                }
+            let rows = plane[r0 * w..r1 * w].chunks_exact(w);
+            if g.stride <= MAX_STRIDE && g.k <= MAX_K {
+                max_row_fast(g, rows, orow);
+            } else {
+                max_row(g, rows, orow);
             }
         }
     }
 }
 
-/// `outs[x] = max(outs[x], cells[x * S])` (NaN wins), every `x`.
+/// `a` or `b`, whichever `max` keeps when `b` comes after `a`: `b` if it is larger or NaN.
 #[inline(always)]
-fn max_into<const S: usize>(cells: &[f32], outs: &mut [f32]) {
-    let Some(last) = outs.len().checked_sub(1) else {
-        return;
-    };
-    let cells = &cells[..last * S + 1];
-    for (x, o) in outs.iter_mut().enumerate() {
-        let v = cells[x * S];
-        *o = if (v > *o) | v.is_nan() { v } else { *o };
+fn later_max(a: f32, b: f32) -> f32 {
+    if (b > a) | b.is_nan() { b } else { a }
+}
+
+/// Output columns per pass of [`max_row_fast`].
+const CHUNK: usize = 128;
+/// The largest stride [`max_row_fast`] takes.
+const MAX_STRIDE: usize = 4;
+/// The largest window [`max_row_fast`] takes.
+const MAX_K: usize = 16;
+
+/// One output row from its window's input rows, by the definition: each output cell folds
+/// its cells with [`later_max`] row by row, column by column.
+fn max_row<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]>, orow: &mut [f32]) {
+    orow.fill(f32::NEG_INFINITY);
+    for row in rows {
+        for (x, o) in orow.iter_mut().enumerate() {
+            let left = x * g.stride;
+            let c0 = left.saturating_sub(g.pad);
+            let c1 = (left + g.k).saturating_sub(g.pad).min(g.w);
+            for &v in &row[c0..c1.max(c0)] {
+                *o = later_max(*o, v);
+            }
+        }
+    }
+}
+
+/// [`max_row`] with contiguous, vectorizable loops: for a chunk of output columns, `acc[i]`
+/// folds the window that starts at input column `start + i`, for every `i` (not only every
+/// `stride`-th): each row's `k` taps in order into `hk`, then `hk` into `acc`; the outputs
+/// then pick every `stride`-th. The cells of each window are folded in the same order as in
+/// [`max_row`] (a row's first maximum, then the rows in order; the last NaN), so the bits
+/// are the same.
+fn max_row_fast<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone, orow: &mut [f32]) {
+    let (s, k, w) = (g.stride, g.k as isize, g.w as isize);
+    let mut acc = [0.0f32; CHUNK * MAX_STRIDE];
+    let mut hk = [0.0f32; CHUNK * MAX_STRIDE];
+    for (c, ochunk) in orow.chunks_mut(CHUNK).enumerate() {
+        // Window starts `start + i` for `i < span`: output `c * CHUNK + x` at `i = x * s`.
+        let start = (c * CHUNK * s) as isize - g.pad as isize;
+        let span = (ochunk.len() - 1) * s + 1;
+        let acc = &mut acc[..span];
+        acc.fill(f32::NEG_INFINITY);
+        for row in rows.clone() {
+            let hk = &mut hk[..span];
+            hk.fill(f32::NEG_INFINITY);
+            for j in 0..k {
+                // `i` with `0 <= start + i + j < w`.
+                let i0 = (-(start + j)).clamp(0, span as isize) as usize;
+                let i1 = (w - start - j).clamp(0, span as isize) as usize;
+                if i0 >= i1 {
+                    continue;
+                }
+                let cells = &row[(start + i0 as isize + j) as usize..][..i1 - i0];
+                for (h, &v) in hk[i0..i1].iter_mut().zip(cells) {
+                    *h = later_max(*h, v);
+                }
+            }
+            for (a, &h) in acc.iter_mut().zip(hk.iter()) {
+                *a = later_max(*a, h);
+            }
+        }
+        for (o, &a) in ochunk.iter_mut().zip(acc.iter().step_by(s)) {
+            *o = a;
+        }
     }
 }
 
@@ -141,6 +202,30 @@ mod tests {
         }
     }
 
+    /// Split across threads by planes: the same bits as on one thread.
+    #[cfg(feature = "std")]
+    #[test]
+    fn max_pool_threads_agree() {
+        if cfg!(miri) {
+            return;
+        }
+        let g = pool_geom(2, 24, 56, 61, 3, 2, 1);
+        let mut rng = Rng::new(11);
+        let input: Vec<f32> = (0..2 * 24 * 56 * 61).map(|_| rng.f32() - 0.5).collect();
+        let mut one = vec![f32::NAN; 2 * 24 * g.oh * g.ow];
+        max_pool_planes(&g, &input, &mut one);
+        for threads in [2, 3, 5] {
+            crate::threads::set_threads(threads);
+            let mut many = vec![f32::NAN; one.len()];
+            max_pool2d(&g, &input, &mut many);
+            crate::threads::set_threads(1);
+            assert!(
+                many.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{threads}"
+            );
+        }
+    }
+
     #[test]
     fn max_pool_matches_naive() {
         let mut rng = Rng::new(7);
@@ -152,6 +237,10 @@ mod tests {
             (1, 4, 1, 1, 3, 2, 1),
             (1, 1, 6, 6, 5, 1, 2),
             (1, 2, 8, 3, 1, 3, 0),
+            (1, 1, 4, 300, 3, 2, 1),  // several chunks of output columns
+            (1, 1, 3, 700, 4, 4, 2),  // the largest stride of the fast path, several chunks
+            (1, 2, 9, 23, 3, 5, 1),   // past it: the definition
+            (1, 1, 20, 20, 17, 1, 8), // a window past the fast path's
         ] {
             let g = pool_geom(n, c, h, w, k, s, p);
             if too_big_for_miri(n * c * g.oh * g.ow * k * k) {
@@ -161,7 +250,8 @@ mod tests {
             let input: Vec<f32> = (0..n * c * h * w).map(|_| rng.f32() - 2.0).collect();
             let mut out = vec![f32::NAN; n * c * g.oh * g.ow];
             max_pool2d(&g, &input, &mut out);
-            assert_eq!(out, naive_max_pool(&g, &input), "{g:?}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out), bits(&naive_max_pool(&g, &input)), "{g:?}");
         }
     }
 

@@ -13,7 +13,7 @@
 //! If another thread is using the pool at that moment, the call runs all its parts itself:
 //! same bits, no waiting.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 
@@ -34,6 +34,38 @@ pub fn threads() -> usize {
 /// thread costs about as much as this much work.
 pub(crate) const MIN_MACS_PER_THREAD: usize = 1 << 20;
 
+/// An output buffer that the parts of one [`run_parts`] call write, each its own range.
+pub(crate) struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: parts write disjoint ranges (the callers' contract, see `slice`), and `run_parts`
+// returns only when all are done, while the buffer is still borrowed by the caller.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Shares `out` for the parts of one `run_parts` call.
+    pub(crate) fn new(out: &mut [f32]) -> Self {
+        SharedOut {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+        }
+    }
+
+    /// The range `r` of the buffer.
+    ///
+    /// # Safety
+    /// No other part may access any element of `r` during the call, and the buffer given to
+    /// [`SharedOut::new`] must outlive it.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, r: core::ops::Range<usize>) -> &mut [f32] {
+        assert!(r.start <= r.end && r.end <= self.len);
+        // SAFETY: in bounds (asserted); exclusive by the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
+    }
+}
+
 /// A task borrowed for the duration of one [`run_parts`] call.
 #[derive(Clone, Copy)]
 struct Task(*const (dyn Fn(usize) + Sync));
@@ -48,20 +80,43 @@ struct State {
     task: Option<Task>,
     /// Parts of the current task; worker `i` runs part `i` if `i < parts - 1`.
     parts: usize,
-    /// Parts handed to workers that have not finished.
-    pending: usize,
-    /// Whether a part panicked (re-raised on the calling thread).
-    panicked: bool,
     /// Workers started so far.
     workers: usize,
 }
 
 struct Pool {
     state: Mutex<State>,
+    /// `state.generation`, readable without the lock: what spinning workers watch.
+    generation: AtomicU64,
+    /// Parts handed to workers that have not finished.
+    pending: AtomicUsize,
+    /// Whether a part panicked (re-raised on the calling thread).
+    panicked: AtomicBool,
     work: Condvar,
     done: Condvar,
     /// Held by the one caller using the pool.
     busy: Mutex<()>,
+}
+
+/// How long a worker polls for the next task, and the caller for the workers' parts, before
+/// sleeping on a condition variable. The next conv of a forward usually comes sooner, and a
+/// wake-up through the kernel costs tens of microseconds.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Polls `ready` until it holds or [`SPIN`] has passed; returns whether it holds.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..32 {
+            if ready() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        if start.elapsed() > SPIN {
+            return ready();
+        }
+    }
 }
 
 fn pool() -> &'static Pool {
@@ -71,10 +126,11 @@ fn pool() -> &'static Pool {
             generation: 0,
             task: None,
             parts: 0,
-            pending: 0,
-            panicked: false,
             workers: 0,
         }),
+        generation: AtomicU64::new(0),
+        pending: AtomicUsize::new(0),
+        panicked: AtomicBool::new(false),
         work: Condvar::new(),
         done: Condvar::new(),
         busy: Mutex::new(()),
@@ -92,6 +148,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// task that caused it to be started, published before the new thread gets the lock.)
 fn worker(pool: &'static Pool, index: usize, mut seen: u64) {
     loop {
+        spin_until(|| pool.generation.load(Ordering::Acquire) != seen);
         let mut st = lock(&pool.state);
         while st.generation == seen {
             st = pool.work.wait(st).unwrap_or_else(PoisonError::into_inner);
@@ -106,10 +163,13 @@ fn worker(pool: &'static Pool, index: usize, mut seen: u64) {
         // which needs this worker's decrement below, before the task goes out of scope.
         let f = unsafe { &*task.0 };
         let ok = catch_unwind(AssertUnwindSafe(|| f(index))).is_ok();
-        let mut st = lock(&pool.state);
-        st.panicked |= !ok;
-        st.pending -= 1;
-        if st.pending == 0 {
+        if !ok {
+            pool.panicked.store(true, Ordering::Relaxed);
+        }
+        if pool.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Under the lock, so that a caller that saw `pending > 0` under it is already
+            // waiting on `done` (no lost wake-up).
+            let _st = lock(&pool.state);
             pool.done.notify_all();
         }
     }
@@ -149,18 +209,20 @@ pub(crate) fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe { core::mem::transmute(erased) };
         st.task = Some(Task(erased));
         st.parts = parts;
-        st.pending = parts - 1;
-        st.panicked = false;
+        pool.pending.store(parts - 1, Ordering::Relaxed);
+        pool.panicked.store(false, Ordering::Relaxed);
         st.generation += 1;
+        pool.generation.store(st.generation, Ordering::Release);
         pool.work.notify_all();
     }
     let mine = catch_unwind(AssertUnwindSafe(|| f(parts - 1)));
+    spin_until(|| pool.pending.load(Ordering::Acquire) == 0);
     let mut st = lock(&pool.state);
-    while st.pending > 0 {
+    while pool.pending.load(Ordering::Acquire) > 0 {
         st = pool.done.wait(st).unwrap_or_else(PoisonError::into_inner);
     }
     st.task = None;
-    let panicked = st.panicked;
+    let panicked = pool.panicked.load(Ordering::Relaxed);
     drop(st);
     if let Err(payload) = mine {
         std::panic::resume_unwind(payload);
