@@ -219,8 +219,36 @@ pub fn pack_file(model: &ModelWeights<'_>, path: &std::path::Path) -> Result<Vec
     pack_safetensors(model, &bytes)
 }
 
-/// Checks `st` against `model` and returns every needed tensor as f64 values, or every problem.
-fn check(model: &ModelWeights<'_>, st: &SafeTensors<'_>) -> Result<BTreeMap<String, Vec<f64>>, Vec<Problem>> {
+/// A checked tensor of the file, F32 or F64, converted to f64 only when folded: the values of
+/// one tensor at a time, so that loading needs the file, the blob and one tensor in f64.
+struct Tensor<'a> {
+    dtype: Dtype,
+    data: &'a [u8],
+}
+
+impl Tensor<'_> {
+    /// The values, in f64 (exact for F32).
+    fn values(&self) -> Vec<f64> {
+        match self.dtype {
+            Dtype::F64 => self
+                .data
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect(),
+            _ => self
+                .data
+                .chunks_exact(4)
+                .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+        }
+    }
+}
+
+/// The checked tensors, by name.
+type Tensors<'a> = BTreeMap<String, Tensor<'a>>;
+
+/// Checks `st` against `model` and returns every needed tensor, or every problem.
+fn check<'a>(model: &ModelWeights<'_>, st: &SafeTensors<'a>) -> Result<Tensors<'a>, Vec<Problem>> {
     let expected = expected(model);
     let mut problems = Vec::new();
     let mut values = BTreeMap::new();
@@ -240,16 +268,11 @@ fn check(model: &ModelWeights<'_>, st: &SafeTensors<'_>) -> Result<BTreeMap<Stri
             });
             continue;
         }
-        let data = view.data();
-        let v: Vec<f64> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                .collect(),
-            Dtype::F64 => data
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .collect(),
+        let tensor = match view.dtype() {
+            dtype @ (Dtype::F32 | Dtype::F64) => Tensor {
+                dtype,
+                data: view.data(),
+            },
             other => {
                 problems.push(Problem::Dtype {
                     name: e.name.clone(),
@@ -258,6 +281,7 @@ fn check(model: &ModelWeights<'_>, st: &SafeTensors<'_>) -> Result<BTreeMap<Stri
                 continue;
             }
         };
+        let v = tensor.values();
         if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             problems.push(Problem::NonFinite {
                 name: e.name.clone(),
@@ -275,7 +299,7 @@ fn check(model: &ModelWeights<'_>, st: &SafeTensors<'_>) -> Result<BTreeMap<Stri
             });
             continue;
         }
-        values.insert(e.name.clone(), v);
+        values.insert(e.name.clone(), tensor);
     }
     let known: std::collections::BTreeSet<&str> = expected.iter().map(|e| e.name.as_str()).collect();
     let mut names: Vec<&str> = st.names();
@@ -312,11 +336,11 @@ fn check(model: &ModelWeights<'_>, st: &SafeTensors<'_>) -> Result<BTreeMap<Stri
 }
 
 /// Per-channel BatchNorm scale and shift, `s = gamma / sqrt(var + eps)`, `t = beta - mean * s`.
-fn bn_affine(t: &BTreeMap<String, Vec<f64>>, bn: Option<&str>, c: usize, eps: f64) -> (Vec<f64>, Vec<f64>) {
+fn bn_affine(t: &Tensors<'_>, bn: Option<&str>, c: usize, eps: f64) -> (Vec<f64>, Vec<f64>) {
     match bn {
         None => (vec![1.0; c], vec![0.0; c]),
         Some(bn) => {
-            let get = |what: &str| &t[&format!("{bn}.{what}")];
+            let get = |what: &str| t[&format!("{bn}.{what}")].values();
             let (g, b, m, v) = (
                 get("weight"),
                 get("bias"),
@@ -331,7 +355,7 @@ fn bn_affine(t: &BTreeMap<String, Vec<f64>>, bn: Option<&str>, c: usize, eps: f6
 }
 
 /// Folds and packs checked tensors into the blob.
-fn fold_and_pack(model: &ModelWeights<'_>, t: &BTreeMap<String, Vec<f64>>) -> Vec<f32> {
+fn fold_and_pack(model: &ModelWeights<'_>, t: &Tensors<'_>) -> Vec<f32> {
     let mut blob = vec![0.0f32; model.blob_len];
     for layer in model.layers {
         match layer.kind {
@@ -343,7 +367,7 @@ fn fold_and_pack(model: &ModelWeights<'_>, t: &BTreeMap<String, Vec<f64>>) -> Ve
                 winograd,
             } => {
                 let (scale, mut shift) = bn_affine(t, bn, geom.o, model.bn_eps);
-                let w = &t[&format!("{conv}.weight")];
+                let w = t[&format!("{conv}.weight")].values();
                 let per_o = w.len() / geom.o;
                 let folded: Vec<f32> = w
                     .iter()
@@ -356,7 +380,7 @@ fn fold_and_pack(model: &ModelWeights<'_>, t: &BTreeMap<String, Vec<f64>>) -> Ve
                         for (acc, x) in shift.iter_mut().zip(&ds_shift) {
                             *acc += x;
                         }
-                        let w = &t[&format!("{ds}.weight")];
+                        let w = t[&format!("{ds}.weight")].values();
                         Some(
                             w.iter()
                                 .enumerate()
@@ -377,12 +401,12 @@ fn fold_and_pack(model: &ModelWeights<'_>, t: &BTreeMap<String, Vec<f64>>) -> Ve
                 }
             }
             LayerKind::Linear { name, .. } => {
-                let w = &t[&format!("{name}.weight")];
-                let b = &t[&format!("{name}.bias")];
-                for (dst, &x) in blob[layer.weights..].iter_mut().zip(w) {
+                let w = t[&format!("{name}.weight")].values();
+                let b = t[&format!("{name}.bias")].values();
+                for (dst, x) in blob[layer.weights..].iter_mut().zip(w) {
                     *dst = x as f32;
                 }
-                for (dst, &x) in blob[layer.bias..].iter_mut().zip(b) {
+                for (dst, x) in blob[layer.bias..].iter_mut().zip(b) {
                     *dst = x as f32;
                 }
             }
