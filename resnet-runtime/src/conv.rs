@@ -948,6 +948,14 @@ mod tests {
             (1, 2, (12, 11), 3, 9, 1, 4, 1, 1),      // too many taps for a tap table
             (2, 3, (10, 19), 4, 9, 2, 8, 2, 1),
             (1, 9, (9, 2 * nr + 5), 9, 3, 2, 1, 1, 1), // interior tiles within a row, stride 2
+            // A last tile of 1 or 2 pixels after whole ones (49 and 50 pixels: 48 + 1, 4 x 12 + 2, ...),
+            // which the SIMD engines run along output channels: K chunked, a partial panel,
+            // groups, in place, more panels than one block of 8.
+            (1, 40, (7, 7), 20, 3, 1, 1, 1, 1),
+            (1, 24, (5, 10), 12, 1, 1, 0, 1, 1),
+            (1, 32, (7, 7), 64, 3, 1, 1, 1, 4),
+            (1, 8, (7, 7), 136, 1, 1, 0, 1, 1),
+            (2, 16, (14, 14), 24, 3, 2, 1, 1, 1),
             // Small enough for Miri, one per load form:
             (1, 1, (2, 3), 1, 9, 1, 4, 1, 1),        // on-the-fly bounds (k * k > TABLE_TAPS)
             (1, 1, (5, 3 * nr), 2, 3, 1, 0, 1, 1),   // interior: contiguous and wrapped tiles

@@ -15,7 +15,7 @@ use core::arch::x86_64::*;
 use core::ops::Range;
 
 use super::Residual;
-use super::simd::{Cols, Epi, Rows, Simd, Src};
+use super::simd::{Cols, Epi, GROUP, Rows, Simd, Src};
 use crate::pack::MR;
 
 /// Lanes per vector.
@@ -91,6 +91,83 @@ impl Simd for Avx2Fma {
                 _ => kernel::<2>(&w, b, ldb, kc, part, first, epi),
             }
         }
+    }
+
+    const TAIL: bool = true;
+
+    fn tail(
+        self,
+        w: &[f32],
+        pstride: usize,
+        np: usize,
+        x: &[f32],
+        xstride: usize,
+        kc: usize,
+        acc: &mut [[f32; MR]; GROUP],
+    ) {
+        assert!(np <= GROUP && kc > 0 && x.len() > (kc - 1) * xstride);
+        assert!(np == 0 || w.len() >= (np - 1) * pstride + kc * MR);
+        // SAFETY: `self` proves AVX2 and FMA; the bounds are asserted.
+        unsafe { tail(w.as_ptr(), pstride, np, x.as_ptr(), xstride, kc, acc) }
+    }
+}
+
+/// [`Simd::tail`] on raw pointers (for AVX2 and AVX-512 alike: 8 output channels per `ymm`): blocks of 8 panels (8 independent accumulators, enough to
+/// cover the FMA latency), then one by one.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `w` holds `(np - 1) * pstride + kc * MR` floats and `x`
+/// `(kc - 1) * xstride + 1`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn tail(
+    w: *const f32,
+    pstride: usize,
+    np: usize,
+    x: *const f32,
+    xstride: usize,
+    kc: usize,
+    acc: &mut [[f32; MR]; GROUP],
+) {
+    let mut q = 0;
+    // SAFETY (both): the panels `q ..` are below `np`; the rest is the caller's contract.
+    while q + 8 <= np {
+        unsafe { tail_block::<8>(w.add(q * pstride), pstride, x, xstride, kc, &mut acc[q..q + 8]) };
+        q += 8;
+    }
+    while q < np {
+        unsafe { tail_block::<1>(w.add(q * pstride), pstride, x, xstride, kc, &mut acc[q..q + 1]) };
+        q += 1;
+    }
+}
+
+/// [`tail`] for `P` panels.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tail_block<const P: usize>(
+    w: *const f32,
+    pstride: usize,
+    x: *const f32,
+    xstride: usize,
+    kc: usize,
+    acc: &mut [[f32; MR]],
+) {
+    let mut a: [__m256; P] = core::array::from_fn(|q| {
+        // SAFETY: `acc` holds `P` rows of `MR` = 8 floats.
+        unsafe { _mm256_loadu_ps(acc[q].as_ptr()) }
+    });
+    for k in 0..kc {
+        // SAFETY: `k < kc`: `x[k * xstride]` and each panel's weights for `k` are in bounds
+        // (the caller's contract).
+        unsafe {
+            let xk = _mm256_set1_ps(*x.add(k * xstride));
+            for (q, a) in a.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(q * pstride + k * MR)), xk, *a);
+            }
+        }
+    }
+    for (q, a) in a.iter().enumerate() {
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(acc[q].as_mut_ptr(), *a) };
     }
 }
 

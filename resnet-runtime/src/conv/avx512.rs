@@ -15,7 +15,7 @@ use core::arch::x86_64::*;
 use core::ops::Range;
 
 use super::Residual;
-use super::simd::{Cols, Epi, Rows, Simd, Src};
+use super::simd::{Cols, Epi, GROUP, Rows, Simd, Src};
 use crate::pack::MR;
 
 /// Lanes per vector.
@@ -83,6 +83,25 @@ impl Simd for Avx512 {
                 (_, false) => kernel::<3, true>(w, b, part, first, epi),
             }
         }
+    }
+
+    const TAIL: bool = true;
+
+    fn tail(
+        self,
+        w: &[f32],
+        pstride: usize,
+        np: usize,
+        x: &[f32],
+        xstride: usize,
+        kc: usize,
+        acc: &mut [[f32; MR]; GROUP],
+    ) {
+        assert!(np <= GROUP && kc > 0 && x.len() > (kc - 1) * xstride);
+        assert!(np == 0 || w.len() >= (np - 1) * pstride + kc * MR);
+        // SAFETY: `self` proves AVX-512F, and every CPU with AVX-512F has AVX2 and FMA; the
+        // bounds are asserted.
+        unsafe { super::avx2::tail(w.as_ptr(), pstride, np, x.as_ptr(), xstride, kc, acc) }
     }
 }
 

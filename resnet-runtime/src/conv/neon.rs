@@ -13,7 +13,7 @@ use core::arch::aarch64::*;
 use core::ops::Range;
 
 use super::Residual;
-use super::simd::{Cols, Epi, Rows, Simd, Src};
+use super::simd::{Cols, Epi, GROUP, Rows, Simd, Src};
 use crate::pack::MR;
 
 /// Lanes per vector.
@@ -110,6 +110,91 @@ impl Simd for Neon {
                 2 => kernel::<2>(w, b, ldb, kc, part, first, epi),
                 _ => kernel::<3>(w, b, ldb, kc, part, first, epi),
             }
+        }
+    }
+
+    const TAIL: bool = true;
+
+    fn tail(
+        self,
+        w: &[f32],
+        pstride: usize,
+        np: usize,
+        x: &[f32],
+        xstride: usize,
+        kc: usize,
+        acc: &mut [[f32; MR]; GROUP],
+    ) {
+        assert!(np <= GROUP && kc > 0 && x.len() > (kc - 1) * xstride);
+        assert!(np == 0 || w.len() >= (np - 1) * pstride + kc * MR);
+        let mut q = 0;
+        // SAFETY (both): `self` proves NEON; the panels `q ..` are below `np` and the bounds
+        // are asserted.
+        while q + 4 <= np {
+            unsafe {
+                tail_block::<4>(
+                    w.as_ptr().add(q * pstride),
+                    pstride,
+                    x.as_ptr(),
+                    xstride,
+                    kc,
+                    &mut acc[q..q + 4],
+                )
+            };
+            q += 4;
+        }
+        while q < np {
+            unsafe {
+                tail_block::<1>(
+                    w.as_ptr().add(q * pstride),
+                    pstride,
+                    x.as_ptr(),
+                    xstride,
+                    kc,
+                    &mut acc[q..q + 1],
+                )
+            };
+            q += 1;
+        }
+    }
+}
+
+/// [`Simd::tail`] for `P` panels: 8 output channels as two `q` vectors each (`2 P`
+/// independent accumulators).
+///
+/// # Safety
+/// The CPU must support NEON; `w` holds `(P - 1) * pstride + kc * MR` floats, `x`
+/// `(kc - 1) * xstride + 1`, `acc` `P` rows.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn tail_block<const P: usize>(
+    w: *const f32,
+    pstride: usize,
+    x: *const f32,
+    xstride: usize,
+    kc: usize,
+    acc: &mut [[f32; MR]],
+) {
+    // SAFETY: `acc` holds `P` rows of `MR` = 8 floats.
+    let mut a: [[float32x4_t; 2]; P] =
+        core::array::from_fn(|q| unsafe { [vld1q_f32(acc[q].as_ptr()), vld1q_f32(acc[q].as_ptr().add(4))] });
+    for k in 0..kc {
+        // SAFETY: `k < kc`: `x[k * xstride]` and each panel's weights for `k` are in bounds
+        // (the caller's contract).
+        unsafe {
+            let xk = vdupq_n_f32(*x.add(k * xstride));
+            for (q, a) in a.iter_mut().enumerate() {
+                let wq = w.add(q * pstride + k * MR);
+                a[0] = vfmaq_f32(a[0], vld1q_f32(wq), xk);
+                a[1] = vfmaq_f32(a[1], vld1q_f32(wq.add(4)), xk);
+            }
+        }
+    }
+    for (q, a) in a.iter().enumerate() {
+        // SAFETY: as above.
+        unsafe {
+            vst1q_f32(acc[q].as_mut_ptr(), a[0]);
+            vst1q_f32(acc[q].as_mut_ptr().add(4), a[1]);
         }
     }
 }

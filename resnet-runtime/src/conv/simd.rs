@@ -155,7 +155,33 @@ pub(super) trait Simd: Copy {
         first: bool,
         epi: Option<&mut Epi<'_>>,
     );
+
+    /// Whether a last tile of at most [`TAIL_LANES`] pixels runs through [`Simd::tail`]
+    /// (vectors along output channels) rather than [`Simd::kernel`] (vectors along pixels,
+    /// nearly all lanes idle).
+    const TAIL: bool = false;
+
+    /// For one pixel and panels `0..np` of one chunk of `kc` values of `k`:
+    /// `acc[q][r] = fma(W_q[k][r], x[k * xstride], acc[q][r])` for each `k` ascending, where
+    /// `W_q[k][r] = w[q * pstride + k * MR + r]`: the sums [`Simd::kernel`] computes for that
+    /// pixel, in the same order, so the same bits.
+    #[allow(clippy::too_many_arguments)]
+    fn tail(
+        self,
+        w: &[f32],
+        pstride: usize,
+        np: usize,
+        x: &[f32],
+        xstride: usize,
+        kc: usize,
+        acc: &mut [[f32; MR]; GROUP],
+    );
 }
+
+/// The most pixels a last tile may have to run through [`Simd::tail`]: `tail` reads each
+/// weight once per pixel, the kernel once per tile, so it pays only for a pixel or two (the
+/// 49th of a 7x7 plane after a tile of 48).
+pub(super) const TAIL_LANES: usize = 2;
 
 /// The input columns of one chunk of `k` as a kernel reads them: row `k` of the chunk is
 /// `X[k][l] = planes[k * stride + l]` for the enabled lanes `l` (every lane with `full`,
@@ -702,7 +728,9 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                 direct_sc: table && g.shortcut.is_some() && plan.sc_contig && (S::MASKED || whole),
                 whole,
             };
-            if single {
+            if S::TAIL && nv <= TAIL_LANES && p0 > 0 && g0 % MR == 0 {
+                tail(&tile, &run, g0..g1, (p0, nv), kc, &mut buf, out);
+            } else if single {
                 let b = tile.cols(0..k_total, &mut buf);
                 for r0 in (g0..g1).step_by(S::ROWS) {
                     let (a, bias) = run.block(r0, S::ROWS, &(0..k_total));
@@ -746,6 +774,51 @@ fn chunked<S: Simd>(
             } else {
                 s.kernel(&a, &b, vectors, part, first, None);
             }
+        }
+    }
+}
+
+/// The rows `rows` (from a panel's first row) of a last tile of `nv <= TAIL_LANES` pixels,
+/// pixel by pixel through [`Simd::tail`], then the epilogue as the kernels do it:
+/// `y = acc + bias`, `y = y + residual`, `y = 0 > y ? 0 : y` with ReLU.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn tail<S: Simd>(
+    tile: &TileSrc<'_, S>,
+    run: &Run<'_>,
+    rows: Range<usize>,
+    (p0, nv): (usize, usize),
+    kc: usize,
+    buf: &mut Buf,
+    out: &mut [f32],
+) {
+    let k_total = run.k_total;
+    let (q0, np) = (rows.start / MR, (rows.end - rows.start).div_ceil(MR));
+    assert!(rows.start.is_multiple_of(MR) && np <= GROUP && nv <= TAIL_LANES);
+    let pstride = k_total * MR;
+    let mut acc = [[[0.0f32; MR]; GROUP]; TAIL_LANES];
+    for ks in chunks(tile.src.k_main, k_total, kc) {
+        let b = tile.cols(ks.clone(), buf);
+        let w = &run.weights[q0 * pstride + ks.start * MR..];
+        for (l, acc) in acc.iter_mut().enumerate().take(nv) {
+            tile.s
+                .tail(w, pstride, np, &b.planes[l..], b.stride, ks.len(), acc);
+        }
+    }
+    for r in rows.clone() {
+        let (q, j) = ((r - rows.start) / MR, (r - rows.start) % MR);
+        for (l, acc) in acc.iter().enumerate().take(nv) {
+            let at = r * run.ohw + p0 + l;
+            let mut y = acc[q][j] + run.bias[r];
+            match run.ops.residual {
+                Residual::None => {}
+                Residual::InPlace => y += out[at],
+                Residual::Separate(res) => y += res[at],
+            }
+            if run.relu && 0.0 > y {
+                y = 0.0;
+            }
+            out[at] = y;
         }
     }
 }
