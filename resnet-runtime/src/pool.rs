@@ -96,6 +96,10 @@ fn max_row<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]>, orow: &mut [
 /// are the same.
 fn max_row_fast<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone, orow: &mut [f32]) {
     let (s, k, w) = (g.stride, g.k as isize, g.w as isize);
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = crate::isa::isa() == crate::isa::Isa::Avx512;
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
     let mut acc = [0.0f32; CHUNK * MAX_STRIDE];
     let mut hk = [0.0f32; CHUNK * MAX_STRIDE];
     for (c, ochunk) in orow.chunks_mut(CHUNK).enumerate() {
@@ -115,17 +119,59 @@ fn max_row_fast<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone,
                     continue;
                 }
                 let cells = &row[(start + i0 as isize + j) as usize..][..i1 - i0];
-                for (h, &v) in hk[i0..i1].iter_mut().zip(cells) {
-                    *h = later_max(*h, v);
-                }
+                fold(&mut hk[i0..i1], cells, avx512);
             }
-            for (a, &h) in acc.iter_mut().zip(hk.iter()) {
-                *a = later_max(*a, h);
-            }
+            fold(acc, hk, avx512);
         }
         for (o, &a) in ochunk.iter_mut().zip(acc.iter().step_by(s)) {
             *o = a;
         }
+    }
+}
+
+/// `dst[i] = later_max(dst[i], src[i])` for every `i` (the slices have the same length),
+/// with AVX-512 if `avx512` (the process's instruction set, [`crate::isa::isa`]).
+#[inline(always)]
+fn fold(dst: &mut [f32], src: &[f32], avx512: bool) {
+    assert_eq!(dst.len(), src.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512 {
+        // SAFETY: the process's instruction set is one this CPU runs.
+        return unsafe { fold_avx512(dst, src) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx512;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = later_max(*d, v);
+    }
+}
+
+/// [`fold`] with AVX-512F: 16 lanes at a time, the last ones masked.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `src` is at least as long as `dst`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fold_avx512(dst: &mut [f32], src: &[f32]) {
+    use core::arch::x86_64::*;
+    let n = dst.len();
+    let mut i = 0;
+    while i < n {
+        let m: __mmask16 = if n - i >= 16 {
+            u16::MAX
+        } else {
+            ((1u32 << (n - i)) - 1) as u16
+        };
+        // SAFETY: lanes `i ..` enabled by `m` are below `n`, inside both slices; the others
+        // are not accessed.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(m, dst.as_ptr().add(i));
+            let b = _mm512_maskz_loadu_ps(m, src.as_ptr().add(i));
+            // `later_max`: `b` where `b > a` (ordered, false for NaN) or `b` is NaN.
+            let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b, b);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), m, _mm512_mask_blend_ps(take, a, b));
+        }
+        i += 16;
     }
 }
 
