@@ -183,30 +183,14 @@ fn run_jobs_threaded<G: Geom + Send + Sync>(
     total: usize,
     threads: usize,
 ) {
-    /// The output buffer, shared by the parts; each part writes only its own range of it.
-    struct Out(*mut f32);
-    // SAFETY: parts write disjoint ranges (`jobs_output_range` of disjoint job ranges), and
-    // `run_parts` returns only when all are done, while `out` is still borrowed here.
-    unsafe impl Sync for Out {}
-    impl Out {
-        // A method, so that closures capture the whole `Out` (which is `Sync`), not its
-        // pointer field (which is not).
-        fn at(&self, offset: usize) -> *mut f32 {
-            self.0.wrapping_add(offset)
-        }
-    }
     let g = gg.get();
-    let base = Out(out.as_mut_ptr());
-    let len = out.len();
-    crate::threads::run_parts(threads, &|t| {
-        let jobs = total * t / threads..total * (t + 1) / threads;
-        let range = jobs_output_range(&g, jobs.clone());
-        debug_assert!(range.end <= len);
-        // SAFETY: `range` lies within `out` (debug-asserted), no other part's range overlaps
-        // it, and `out` outlives the call (see `Out`).
-        let mine = unsafe { core::slice::from_raw_parts_mut(base.at(range.start), range.len()) };
-        conv_jobs(gg, ops, jobs, mine);
-    });
+    crate::threads::run_job_ranges(
+        total,
+        threads,
+        out,
+        &|jobs| jobs_output_range(&g, jobs),
+        &|jobs, mine| conv_jobs(gg, ops, jobs, mine),
+    );
 }
 
 /// Where the kernel reads the geometry: a constant ([`Const`]) or a value ([`Dyn`]).

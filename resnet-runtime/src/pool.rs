@@ -28,12 +28,9 @@ pub fn max_pool2d(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
             .min(planes * oh * ow * g.k * g.k / crate::threads::MIN_MACS_PER_THREAD)
             .max(1);
         if threads > 1 {
-            let base = crate::threads::SharedOut::new(out);
-            return crate::threads::run_parts(threads, &|t| {
-                let p = planes * t / threads..planes * (t + 1) / threads;
-                // SAFETY: the parts' plane ranges are disjoint, inside `out`.
-                let mine = unsafe { base.slice(p.start * oh * ow..p.end * oh * ow) };
-                max_pool_planes(g, &input[p.start * h * w..p.end * h * w], mine);
+            let output = |p: core::ops::Range<usize>| p.start * oh * ow..p.end * oh * ow;
+            return crate::threads::run_job_ranges(planes, threads, out, &output, &|p, mine| {
+                max_pool_planes(g, &input[p.start * h * w..p.end * h * w], mine)
             });
         }
     }

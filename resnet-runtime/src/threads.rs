@@ -13,6 +13,7 @@
 //! If another thread is using the pool at that moment, the call runs all its parts itself:
 //! same bits, no waiting.
 
+use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
@@ -34,36 +35,40 @@ pub fn threads() -> usize {
 /// thread costs about as much as this much work.
 pub(crate) const MIN_MACS_PER_THREAD: usize = 1 << 20;
 
-/// An output buffer that the parts of one [`run_parts`] call write, each its own range.
-pub(crate) struct SharedOut {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: parts write disjoint ranges (the callers' contract, see `slice`), and `run_parts`
-// returns only when all are done, while the buffer is still borrowed by the caller.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// Shares `out` for the parts of one `run_parts` call.
-    pub(crate) fn new(out: &mut [f32]) -> Self {
-        SharedOut {
-            ptr: out.as_mut_ptr(),
-            len: out.len(),
+/// Cuts jobs `0..total` into `threads` contiguous ranges of (nearly) equal size and runs
+/// `run(jobs, slice)` for each as the parts of one [`run_parts`] call, where `slice` is
+/// `out[output(jobs)]`. `output` must map disjoint job ranges to disjoint ranges of `out`
+/// (checked to lie inside it): each part then owns its slice.
+pub(crate) fn run_job_ranges(
+    total: usize,
+    threads: usize,
+    out: &mut [f32],
+    output: &(dyn Fn(Range<usize>) -> Range<usize> + Sync),
+    run: &(dyn Fn(Range<usize>, &mut [f32]) + Sync),
+) {
+    /// The output buffer, shared by the parts; each part writes only its own range of it.
+    struct Out(*mut f32);
+    // SAFETY: parts write disjoint ranges (the caller's contract on `output`), and
+    // `run_parts` returns only when all are done, while `out` is still borrowed.
+    unsafe impl Sync for Out {}
+    impl Out {
+        // A method, so that closures capture the whole `Out` (which is `Sync`), not its
+        // pointer field (which is not).
+        fn at(&self, offset: usize) -> *mut f32 {
+            self.0.wrapping_add(offset)
         }
     }
-
-    /// The range `r` of the buffer.
-    ///
-    /// # Safety
-    /// No other part may access any element of `r` during the call, and the buffer given to
-    /// [`SharedOut::new`] must outlive it.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice(&self, r: core::ops::Range<usize>) -> &mut [f32] {
-        assert!(r.start <= r.end && r.end <= self.len);
-        // SAFETY: in bounds (asserted); exclusive by the caller's contract.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
-    }
+    let base = Out(out.as_mut_ptr());
+    let len = out.len();
+    run_parts(threads, &|t| {
+        let jobs = total * t / threads..total * (t + 1) / threads;
+        let range = output(jobs.clone());
+        assert!(range.start <= range.end && range.end <= len);
+        // SAFETY: `range` lies within `out` (asserted), no other part's range overlaps it,
+        // and `out` outlives the call (see `Out`).
+        let mine = unsafe { core::slice::from_raw_parts_mut(base.at(range.start), range.len()) };
+        run(jobs, mine);
+    });
 }
 
 /// A task borrowed for the duration of one [`run_parts`] call.
