@@ -404,4 +404,47 @@ mod tests {
             "maxpool"
         );
     }
+
+    /// The rule: 3x3 stride-1 convs on planes of 36 tiles and more, with 16 channels per
+    /// group and more; never a stride, a dilation or a projection shortcut.
+    #[test]
+    fn winograd_pays_on_large_planes_and_wide_groups() {
+        let g = |c, hw, groups| resnet_runtime::ConvGeom {
+            n: 1,
+            c,
+            h: hw,
+            w: hw,
+            o: c,
+            oh: hw,
+            ow: hw,
+            k: 3,
+            stride: 1,
+            pad: 1,
+            dilation: 1,
+            groups,
+            shortcut: None,
+            residual: false,
+            relu: true,
+        };
+        assert!(winograd_pays(&g(64, 56, 1)));
+        assert!(winograd_pays(&g(128, 28, 1)));
+        assert!(winograd_pays(&g(16, 24, 1))); // 6 x 6 tiles
+        assert!(!winograd_pays(&g(16, 20, 1))); // 5 x 5 tiles
+        assert!(!winograd_pays(&g(256, 14, 1)));
+        assert!(!winograd_pays(&g(128, 56, 32))); // ResNeXt: 4 channels per group
+        assert!(winograd_pays(&g(512, 56, 32))); // 16 per group
+        let strided = resnet_runtime::ConvGeom {
+            stride: 2,
+            oh: 28,
+            ow: 28,
+            ..g(64, 56, 1)
+        };
+        assert!(!winograd_pays(&strided));
+        let dilated = resnet_runtime::ConvGeom {
+            dilation: 2,
+            pad: 2,
+            ..g(64, 56, 1)
+        };
+        assert!(!winograd_pays(&dilated));
+    }
 }
