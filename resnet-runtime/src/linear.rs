@@ -35,6 +35,42 @@ pub fn linear(
         }
         return;
     }
+    #[cfg(feature = "std")]
+    {
+        // Split across threads: one sample's blocks of `ROWS` features, or whole samples.
+        // Each output element is computed by the same code on any thread: the same bits.
+        let threads = crate::threads::threads()
+            .min(n * out_features * in_features / crate::threads::MIN_ELEMENTS_PER_THREAD)
+            .max(1);
+        if threads > 1 && n == 1 {
+            let blocks = out_features.div_ceil(ROWS);
+            let features = |r: core::ops::Range<usize>| r.start * ROWS..(r.end * ROWS).min(out_features);
+            return crate::threads::run_job_ranges(
+                blocks,
+                threads.min(blocks),
+                out,
+                &features,
+                &|r, mine| {
+                    let f = features(r);
+                    let wf = &w[f.start * in_features..f.end * in_features];
+                    linear_here(in_features, f.len(), wf, &bias[f], x, mine);
+                },
+            );
+        }
+        if threads > 1 {
+            let outputs = |r: core::ops::Range<usize>| r.start * out_features..r.end * out_features;
+            return crate::threads::run_job_ranges(n, threads.min(n), out, &outputs, &|r, mine| {
+                let xr = &x[r.start * in_features..r.end * in_features];
+                linear_here(in_features, out_features, w, bias, xr, mine);
+            });
+        }
+    }
+    linear_here(in_features, out_features, w, bias, x, out);
+}
+
+/// [`linear`] on this thread (`in_features` and `out_features` not zero; `x` holds the
+/// samples, `x.len() / in_features` of them).
+fn linear_here(in_features: usize, out_features: usize, w: &[f32], bias: &[f32], x: &[f32], out: &mut [f32]) {
     for (xb, ob) in x
         .chunks_exact(in_features)
         .zip(out.chunks_exact_mut(out_features))
@@ -78,6 +114,32 @@ fn rows<const R: usize>(w: &[f32], bias: &[f32], x: &[f32], out: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::conv::reference::Rng;
+
+    /// Split across threads (by blocks of features for one sample, by samples for more):
+    /// the same bits as on one thread.
+    #[cfg(feature = "std")]
+    #[test]
+    fn threads_agree() {
+        if cfg!(miri) {
+            return;
+        }
+        let mut rng = Rng::new(5);
+        for &(n, fin, fout) in &[(1, 2048, 1000), (3, 1024, 700), (1, 4096, 13)] {
+            let w: Vec<f32> = (0..fin * fout).map(|_| rng.f32()).collect();
+            let b: Vec<f32> = (0..fout).map(|_| rng.f32()).collect();
+            let x: Vec<f32> = (0..n * fin).map(|_| rng.f32()).collect();
+            let mut one = vec![f32::NAN; n * fout];
+            linear_here(fin, fout, &w, &b, &x, &mut one);
+            for threads in [2, 3, 7] {
+                crate::threads::set_threads(threads);
+                let mut many = vec![f32::NAN; n * fout];
+                linear(n, fin, fout, &w, &b, &x, &mut many);
+                crate::threads::set_threads(1);
+                let same = many.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "n={n} in={fin} out={fout}, {threads} threads");
+            }
+        }
+    }
 
     #[test]
     fn matches_naive() {

@@ -25,7 +25,7 @@ pub fn max_pool2d(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
         let planes = g.n * g.c;
         let threads = crate::threads::threads()
             .min(planes)
-            .min(planes * oh * ow * g.k * g.k / crate::threads::MIN_MACS_PER_THREAD)
+            .min(planes * h * w / crate::threads::MIN_ELEMENTS_PER_THREAD)
             .max(1);
         if threads > 1 {
             let output = |p: core::ops::Range<usize>| p.start * oh * ow..p.end * oh * ow;

@@ -35,6 +35,11 @@ pub fn threads() -> usize {
 /// thread costs about as much as this much work.
 pub(crate) const MIN_MACS_PER_THREAD: usize = 1 << 20;
 
+/// Below this many elements read per thread a pooling or classifier layer runs on one thread:
+/// they do about one operation per element read, and are bound by memory rather than by
+/// arithmetic.
+pub(crate) const MIN_ELEMENTS_PER_THREAD: usize = 1 << 16;
+
 /// Cuts jobs `0..total` into `threads` contiguous ranges of (nearly) equal size and runs
 /// `run(jobs, slice)` for each as the parts of one [`run_parts`] call, where `slice` is
 /// `out[output(jobs)]`. `output` must map disjoint job ranges to disjoint ranges of `out`
