@@ -1,7 +1,8 @@
 //! The Cortex-M4 example end to end (`examples/cortex-m4`): both CIFAR specs, in C (`resnetc
 //! emit c`, `arm-none-eabi-gcc`) and in Rust (`resnet!` in a `no_std` firmware), run under
-//! QEMU's MPS2 AN386; outputs must match the generated Rust on the host to 1e-5 of its
-//! largest value, and the footprint must be consistent with the compiler's plan.
+//! QEMU's MPS2 AN386; outputs must match the host reference (the program on the runtime's
+//! portable kernels) to 1e-5 of its largest value, and the footprint must be consistent with
+//! the compiler's plan.
 //!
 //! Needs the Debian packages gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm
 //! and the Rust target thumbv7em-none-eabihf, which `.ci/run` installs. Without them the test

@@ -441,7 +441,7 @@ impl fmt::Display for Report {
              test input;\nstack: high-water mark of the painted stack; io: input and output buffers; \
              other: the rest of .data and .bss;\ninstructions: per inference, SysTick ticks x {} \
              (calibrated on a 2,000,000-instruction loop), to within {0};\nvs host: max |image - host| \
-             / max |host|, host = the generated Rust on this machine.",
+             / max |host|, host = the program on the portable kernels on this machine.",
             self.measurements.first().map_or(40, |m| m.instructions_per_tick)
         )?;
         writeln!(f)?;
