@@ -173,7 +173,7 @@ pub struct Host {
     pub summary: resnet_compiler::summary::Summary,
     /// The input (seed 0).
     pub input: Vec<f32>,
-    /// The generated Rust's output on this machine.
+    /// The output of the program on the portable kernels on this machine (the reference).
     pub output: Vec<f32>,
 }
 
