@@ -156,7 +156,7 @@ pub fn conv2d_dyn_portable(
 
 /// Runs every job of the call, split across [`crate::threads::threads`] threads under `std`.
 #[inline(always)]
-fn run_all_jobs<G: Geom + Send + Sync>(gg: G, ops: &Operands<'_>, out: &mut [f32]) {
+fn run_all_jobs<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32]) {
     let g = gg.get();
     let total = job_count(&g);
     #[cfg(feature = "std")]
@@ -176,13 +176,7 @@ fn run_all_jobs<G: Geom + Send + Sync>(gg: G, ops: &Operands<'_>, out: &mut [f32
 /// its own slice of `out`, on the thread pool (see [`crate::threads`]).
 #[cfg(feature = "std")]
 #[inline(never)]
-fn run_jobs_threaded<G: Geom + Send + Sync>(
-    gg: G,
-    ops: &Operands<'_>,
-    out: &mut [f32],
-    total: usize,
-    threads: usize,
-) {
+fn run_jobs_threaded<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32], total: usize, threads: usize) {
     let g = gg.get();
     crate::threads::run_job_ranges(
         total,
@@ -193,8 +187,9 @@ fn run_jobs_threaded<G: Geom + Send + Sync>(
     );
 }
 
-/// Where the kernel reads the geometry: a constant ([`Const`]) or a value ([`Dyn`]).
-pub(crate) trait Geom: Copy {
+/// Where a kernel (this one or [`crate::winograd`]'s) reads the geometry: a constant
+/// ([`Const`]) or a value ([`Dyn`]).
+pub(crate) trait Geom: Copy + Send + Sync {
     /// The geometry; for [`Const`], a constant the optimizer folds into the code.
     fn get(self) -> ConvGeom;
 }
@@ -202,7 +197,7 @@ pub(crate) trait Geom: Copy {
 /// The geometry of a [`ConvShape`], as a constant. (`fn() -> S`: a marker that is `Send` and
 /// `Sync` whatever `S` is, since no `S` is ever held.)
 #[derive(Debug)]
-pub(crate) struct Const<S>(PhantomData<fn() -> S>);
+pub(crate) struct Const<S>(pub(crate) PhantomData<fn() -> S>);
 
 impl<S> Clone for Const<S> {
     fn clone(&self) -> Self {
@@ -272,25 +267,39 @@ pub(crate) const fn job_count(g: &ConvGeom) -> usize {
 
 /// The `(b, gi, p)` of job `q`.
 const fn job_coords(g: &ConvGeom, q: usize) -> (usize, usize, usize) {
-    let ppg = panels_per_group(g);
-    (q / (g.groups * ppg), q / ppg % g.groups, q % ppg)
+    panel_job_coords(g, MR, q)
 }
 
 /// The output element range that jobs `jobs` write.
 pub(crate) const fn jobs_output_range(g: &ConvGeom, jobs: Range<usize>) -> Range<usize> {
+    panel_jobs_output_range(g, MR, jobs)
+}
+
+/// For jobs ordered `(b, group, panel)` with panels of `mr` output channels (the last of a
+/// group may be partial), as this kernel's and [`crate::winograd`]'s are: the `(b, gi, p)` of
+/// job `q`.
+pub(crate) const fn panel_job_coords(g: &ConvGeom, mr: usize, q: usize) -> (usize, usize, usize) {
+    let ppg = (g.o / g.groups).div_ceil(mr);
+    (q / (g.groups * ppg), q / ppg % g.groups, q % ppg)
+}
+
+/// For jobs laid out as in [`panel_job_coords`]: the output element range jobs `jobs` write
+/// (consecutive jobs write consecutive memory).
+pub(crate) const fn panel_jobs_output_range(g: &ConvGeom, mr: usize, jobs: Range<usize>) -> Range<usize> {
     let ohw = g.oh * g.ow;
     let og = g.o / g.groups;
-    let start = if jobs.start >= job_count(g) {
+    let count = g.n * g.groups * og.div_ceil(mr);
+    let start = if jobs.start >= count {
         g.output_len()
     } else {
-        let (b, gi, p) = job_coords(g, jobs.start);
-        (b * g.o + gi * og + p * MR) * ohw
+        let (b, gi, p) = panel_job_coords(g, mr, jobs.start);
+        (b * g.o + gi * og + p * mr) * ohw
     };
     let end = if jobs.end <= jobs.start {
         start
     } else {
-        let (b, gi, p) = job_coords(g, jobs.end - 1);
-        let rows = if (p + 1) * MR < og { (p + 1) * MR } else { og };
+        let (b, gi, p) = panel_job_coords(g, mr, jobs.end - 1);
+        let rows = if (p + 1) * mr < og { (p + 1) * mr } else { og };
         (b * g.o + gi * og + rows) * ohw
     };
     start..end

@@ -136,6 +136,7 @@ use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use crate::Residual;
+use crate::conv::{Const, Dyn, Geom};
 use crate::geom::{ConvGeom, ConvShape};
 
 /// Outputs per tile side: F(4x4, 3x3).
@@ -358,41 +359,6 @@ fn output_transform<const N: usize>(m: &[f32], stride: usize) -> [[[f32; N]; TIL
     core::array::from_fn(|a| at(&z[a]))
 }
 
-/// Where the kernel reads the geometry: a constant ([`ConstGeom`]) or a value ([`DynGeom`]).
-trait Geom: Copy + Send + Sync {
-    /// The geometry; for [`ConstGeom`], a constant the optimizer folds into the code.
-    fn get(self) -> ConvGeom;
-}
-
-/// The geometry of a [`ConvShape`], as a constant (`fn() -> S`: `Send` and `Sync` for any `S`).
-struct ConstGeom<S>(PhantomData<fn() -> S>);
-
-impl<S> Clone for ConstGeom<S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<S> Copy for ConstGeom<S> {}
-
-impl<S: ConvShape> Geom for ConstGeom<S> {
-    #[inline(always)]
-    fn get(self) -> ConvGeom {
-        S::GEOM
-    }
-}
-
-/// A geometry read at run time.
-#[derive(Clone, Copy)]
-struct DynGeom<'a>(&'a ConvGeom);
-
-impl Geom for DynGeom<'_> {
-    #[inline(always)]
-    fn get(self) -> ConvGeom {
-        *self.0
-    }
-}
-
 /// The read-only operands of a call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Operands<'a> {
@@ -424,7 +390,7 @@ pub fn winograd_conv2d<S: ConvShape>(
         input,
         residual,
     };
-    run_all_jobs(ConstGeom::<S>(PhantomData), &ops, out, Isa::chosen());
+    run_all_jobs(Const::<S>(PhantomData), &ops, out, Isa::chosen());
 }
 
 /// [`winograd_conv2d`] with the geometry as a value: one shared instance for every geometry,
@@ -443,7 +409,7 @@ pub fn winograd_conv2d_dyn(
         input,
         residual,
     };
-    run_all_jobs(DynGeom(g), &ops, out, Isa::chosen());
+    run_all_jobs(Dyn(g), &ops, out, Isa::chosen());
 }
 
 /// The GEMM kernel a call runs: the results of the two FMA kernels agree with each other, not
@@ -534,29 +500,12 @@ pub(crate) const fn job_count(g: &ConvGeom) -> usize {
 
 /// The `(b, gi, p)` of job `q`.
 const fn job_coords(g: &ConvGeom, q: usize) -> (usize, usize, usize) {
-    let ppg = winograd_panels_per_group(g);
-    (q / (g.groups * ppg), q / ppg % g.groups, q % ppg)
+    crate::conv::panel_job_coords(g, winograd_panel(g), q)
 }
 
 /// The output element range that jobs `jobs` write.
 pub(crate) const fn jobs_output_range(g: &ConvGeom, jobs: Range<usize>) -> Range<usize> {
-    let ohw = g.oh * g.ow;
-    let og = g.o / g.groups;
-    let mr = winograd_panel(g);
-    let start = if jobs.start >= job_count(g) {
-        g.output_len()
-    } else {
-        let (b, gi, p) = job_coords(g, jobs.start);
-        (b * g.o + gi * og + p * mr) * ohw
-    };
-    let end = if jobs.end <= jobs.start {
-        start
-    } else {
-        let (b, gi, p) = job_coords(g, jobs.end - 1);
-        let rows = if (p + 1) * mr < og { (p + 1) * mr } else { og };
-        (b * g.o + gi * og + rows) * ohw
-    };
-    start..end
+    crate::conv::panel_jobs_output_range(g, winograd_panel(g), jobs)
 }
 
 /// Runs jobs `jobs` (see [`job_count`]) with the kernel `isa` (which this CPU must support)
@@ -1892,7 +1841,7 @@ mod tests {
                 },
             };
             let range = jobs_output_range(&self.g, jobs.clone());
-            winograd_jobs(DynGeom(&self.g), &ops, jobs, &mut out[range], isa, budget);
+            winograd_jobs(Dyn(&self.g), &ops, jobs, &mut out[range], isa, budget);
         }
 
         /// The output buffer before the call: the residual for `InPlace`, NaN otherwise.
