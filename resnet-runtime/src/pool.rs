@@ -97,6 +97,11 @@ fn max_row_fast<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone,
     let avx512 = crate::isa::isa() == crate::isa::Isa::Avx512;
     #[cfg(not(target_arch = "x86_64"))]
     let avx512 = false;
+    #[cfg(target_arch = "x86_64")]
+    if avx512 && s <= 2 {
+        // SAFETY: the process's instruction set is one this CPU runs.
+        return unsafe { max_row_avx512(g, rows, orow) };
+    }
     let mut acc = [0.0f32; CHUNK * MAX_STRIDE];
     let mut hk = [0.0f32; CHUNK * MAX_STRIDE];
     for (c, ochunk) in orow.chunks_mut(CHUNK).enumerate() {
@@ -123,6 +128,67 @@ fn max_row_fast<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone,
         for (o, &a) in ochunk.iter_mut().zip(acc.iter().step_by(s)) {
             *o = a;
         }
+    }
+}
+
+/// [`max_row_fast`] for strides 1 and 2 with AVX-512F, 16 output columns per vector: only
+/// the windows of the output columns are folded (a stride-2 tap loads 32 input columns and
+/// keeps the even ones). Cells outside the row load as `-inf`, which [`later_max`] never
+/// takes over a cell already folded (and `-inf` over `-inf` is the same bits), so they are
+/// skipped as in [`max_row`]. Each output folds its window's taps row by row into `hk`,
+/// then `hk` into `acc`, as [`max_row_fast`] does: the same bits.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `g.stride` is 1 or 2; every row is `g.w` long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_row_avx512<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone, orow: &mut [f32]) {
+    use core::arch::x86_64::*;
+    let (s, k, w, pad) = (g.stride, g.k as isize, g.w as isize, g.pad as isize);
+    debug_assert!(s == 1 || s == 2);
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    // Columns `c .. c + 16` of `row`, those outside `0..w` as `-inf`.
+    let load = |row: &[f32], c: isize| -> __m512 {
+        debug_assert_eq!(row.len() as isize, w);
+        let lo = (-c).clamp(0, 16);
+        let hi = (w - c).clamp(0, 16);
+        if lo >= hi {
+            return ninf;
+        }
+        let m = ((1u32 << hi) - (1u32 << lo)) as __mmask16;
+        // SAFETY: the enabled lanes `lo..hi` are columns `c + lo .. c + hi`, inside `0..w`;
+        // the others are not accessed.
+        unsafe { _mm512_mask_loadu_ps(ninf, m, row.as_ptr().wrapping_offset(c)) }
+    };
+    // `later_max(a, b)` in every lane.
+    let later = |a: __m512, b: __m512| -> __m512 {
+        let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b, b);
+        _mm512_mask_blend_ps(take, a, b)
+    };
+    let ow = orow.len();
+    let mut x0 = 0;
+    while x0 < ow {
+        let n = (ow - x0).min(16);
+        let mut acc = ninf;
+        for row in rows.clone() {
+            let mut hk = ninf;
+            for j in 0..k {
+                // The column of lane 0's tap `j`.
+                let c = (x0 * s) as isize - pad + j;
+                let taps = if s == 1 {
+                    load(row, c)
+                } else {
+                    _mm512_permutex2var_ps(load(row, c), evens, load(row, c + 16))
+                };
+                hk = later(hk, taps);
+            }
+            acc = later(acc, hk);
+        }
+        let m = ((1u32 << n) - 1) as __mmask16;
+        // SAFETY: lanes `0..n` are output columns `x0 .. x0 + n`, inside `orow`.
+        unsafe { _mm512_mask_storeu_ps(orow.as_mut_ptr().add(x0), m, acc) };
+        x0 += 16;
     }
 }
 
@@ -276,6 +342,9 @@ mod tests {
             (1, 3, 112, 112, 3, 2, 1),
             (2, 5, 7, 9, 3, 2, 1),
             (1, 2, 5, 11, 3, 1, 1),
+            (2, 3, 9, 41, 3, 1, 1), // stride 1, several vectors of output columns
+            (1, 2, 6, 70, 3, 2, 1), // stride 2, several vectors of output columns
+            (1, 1, 5, 40, 4, 2, 3), // stride 2, a pad past the row on both sides
             (3, 1, 13, 7, 2, 2, 0),
             (1, 4, 1, 1, 3, 2, 1),
             (1, 1, 6, 6, 5, 1, 2),

@@ -159,6 +159,93 @@ unsafe fn load<const CONTIG: bool>(plane: *const f32, at: isize, idx: __m512i, m
     }
 }
 
+/// `SPREAD[b]` has bit `2 i` set where the byte `b` has bit `i`: the mask of the even
+/// elements of 16 input columns that 8 lanes of stride 2 read.
+const SPREAD: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut i = 0;
+        while i < 8 {
+            if b >> i & 1 == 1 {
+                t[b] |= 1 << (2 * i);
+            }
+            i += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// How one vector of a tile whose lanes are not consecutive pixels loads without a gather:
+/// lanes that step by two input columns (stride 2 along an output row) in at most two runs
+/// (the vector may cross one row boundary). Run `r` is lanes `runs[r].0` (a mask), lane `l`
+/// reading column `runs[r].1 + 2 l` (plus the tap's offset). `n == 0`: gather instead.
+#[derive(Clone, Copy)]
+struct Pairs {
+    n: usize,
+    runs: [(u16, isize); 2],
+}
+
+/// [`Pairs`] of vector `v` of a tile whose lane `l < nv` (bit `l` of `valid`) starts at
+/// `base[l]`.
+#[inline(always)]
+fn pairs(base: &[i32; super::simd::MAX_NR], valid: u64, v: usize) -> Pairs {
+    let lanes = (valid >> (LANES * v)) as u16;
+    let at = |l: usize| base[LANES * v + l] as isize;
+    let mut p = Pairs {
+        n: 0,
+        runs: [(0, 0); 2],
+    };
+    // The valid lanes are `0..nv`: a prefix of the vector.
+    let mut l = 0;
+    while l < LANES && lanes >> l & 1 == 1 {
+        let mut e = l + 1;
+        while e < LANES && lanes >> e & 1 == 1 && at(e) == at(l) + 2 * (e - l) as isize {
+            e += 1;
+        }
+        if p.n == 2 {
+            return Pairs { n: 0, ..p };
+        }
+        p.runs[p.n] = (
+            (((1u32 << e) - 1) & !((1u32 << l) - 1)) as u16,
+            at(l) - 2 * l as isize,
+        );
+        p.n += 1;
+        l = e;
+    }
+    p
+}
+
+/// One vector loaded as `p` says, at offset `off` into `plane`, the lanes of `m` only (zero
+/// elsewhere): per run, 32 consecutive columns in two masked loads, their even elements
+/// picked out by one permute.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_pairs(plane: *const f32, off: isize, p: &Pairs, m: u16) -> __m512 {
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mut x = _mm512_setzero_ps();
+    for (r, &(run, start)) in p.runs[..p.n].iter().enumerate() {
+        let lanes = m & run;
+        let at = plane.wrapping_offset(start + off);
+        // SAFETY: the caller's contract: lane `l` of the run reads `start + off + 2 l`, inside
+        // the plane for every lane of `m`; element `2 l` (low half) or `2 l - 16` (high half)
+        // is enabled only for those, and the masked loads access nothing else.
+        let y = unsafe {
+            let lo = _mm512_maskz_loadu_ps(SPREAD[lanes as u8 as usize], at);
+            let hi = _mm512_maskz_loadu_ps(SPREAD[(lanes >> 8) as usize], at.wrapping_add(LANES));
+            _mm512_permutex2var_ps(lo, evens, hi)
+        };
+        // Each run's result is zero outside its lanes.
+        x = if r == 0 {
+            y
+        } else {
+            _mm512_mask_blend_ps(run, x, y)
+        };
+    }
+    x
+}
+
 /// Main rows `ks` (all `< k_main`) from `row` on, `NV` vectors each.
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -168,6 +255,16 @@ unsafe fn pack_main<const CONTIG: bool, const NV: usize>(src: &Src<'_>, ks: Rang
     // SAFETY: `base` holds `MAX_NR` = 48 lanes.
     let idx: [__m512i; NV] =
         core::array::from_fn(|v| unsafe { _mm512_loadu_si512(base.add(LANES * v).cast()) });
+    let pairs: [Pairs; NV] = core::array::from_fn(|v| {
+        if CONTIG {
+            Pairs {
+                n: 0,
+                runs: [(0, 0); 2],
+            }
+        } else {
+            pairs(src.base, src.valid, v)
+        }
+    });
     let base0 = src.base[0] as isize;
     let mut left = ks.len();
     while left > 0 {
@@ -176,15 +273,21 @@ unsafe fn pack_main<const CONTIG: bool, const NV: usize>(src: &Src<'_>, ks: Rang
         let plane = src.input[ci * src.hw..].as_ptr();
         for (&off, &m) in src.tap_off[t..t + n].iter().zip(&src.tap_mask[t..t + n]) {
             let off = off as isize;
-            for (v, &idx) in idx.iter().enumerate() {
+            for (v, (&idx, p)) in idx.iter().zip(&pairs).enumerate() {
                 let at = if CONTIG {
                     base0 + off + (LANES * v) as isize
                 } else {
                     off
                 };
-                // SAFETY: `load`'s contract is the caller's; `row` has `NR` floats left.
+                let m = (m >> (LANES * v)) as u16;
+                // SAFETY: `load`'s and `load_pairs`'s contract is the caller's (the lanes of
+                // `m` read inside the plane); `row` has `NR` floats left.
                 unsafe {
-                    let x = load::<CONTIG>(plane, at, idx, (m >> (LANES * v)) as u16);
+                    let x = if !CONTIG && p.n > 0 {
+                        load_pairs(plane, at, p, m)
+                    } else {
+                        load::<CONTIG>(plane, at, idx, m)
+                    };
                     _mm512_storeu_ps(row.add(LANES * v), x);
                 }
             }
@@ -204,15 +307,30 @@ unsafe fn pack_shortcut<const CONTIG: bool>(src: &Src<'_>, ks: Range<usize>, mut
     let base = src.sc_base.as_ptr();
     // SAFETY: `sc_base` holds `MAX_NR` = 48 lanes.
     let idx = unsafe { [0, 1, 2].map(|v| _mm512_loadu_si512(base.add(LANES * v).cast())) };
+    let pairs: [Pairs; 3] = core::array::from_fn(|v| {
+        if CONTIG {
+            Pairs {
+                n: 0,
+                runs: [(0, 0); 2],
+            }
+        } else {
+            pairs(src.sc_base, src.valid, v)
+        }
+    });
     let base0 = src.sc_base[0] as isize;
     for k in ks {
         // SAFETY: channel `k - k_main < sc` (the caller's contract): the plane starts
-        // inside `shortcut`; the rest is `load`'s contract.
+        // inside `shortcut`; the rest is `load`'s and `load_pairs`'s contract.
         unsafe {
             let plane = src.shortcut.as_ptr().add((k - src.k_main) * src.sc_hw);
-            for (v, &idx) in idx.iter().enumerate().take(src.vectors) {
+            for (v, (&idx, p)) in idx.iter().zip(&pairs).enumerate().take(src.vectors) {
                 let at = if CONTIG { base0 + (LANES * v) as isize } else { 0 };
-                let x = load::<CONTIG>(plane, at, idx, (src.valid >> (LANES * v)) as u16);
+                let m = (src.valid >> (LANES * v)) as u16;
+                let x = if !CONTIG && p.n > 0 {
+                    load_pairs(plane, at, p, m)
+                } else {
+                    load::<CONTIG>(plane, at, idx, m)
+                };
                 _mm512_storeu_ps(row.add(LANES * v), x);
             }
             row = row.add(NR);

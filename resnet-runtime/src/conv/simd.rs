@@ -624,6 +624,70 @@ impl<'t, S: Simd> TileSrc<'t, S> {
     }
 }
 
+/// Asks for the output of the next tile (pixels `p1 .. p1 + nr` of each of `rows`, planes of
+/// `ohw`) to be brought into L2 while this tile runs, so that its epilogue's stores do not
+/// wait for the lines: a layer's output is often not in any cache (the weights streamed
+/// since it was last used evict it), and the stores go to many planes at once, more
+/// streams than the hardware prefetchers follow.
+#[inline(always)]
+fn prefetch_out(out: &[f32], ohw: usize, rows: Range<usize>, p1: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if p1 < ohw {
+        let end = if ohw - p1 < MAX_NR { ohw } else { p1 + MAX_NR };
+        for r in rows {
+            // One address per cache line of 16 floats (counted from the start of `out`).
+            for line in (r * ohw + p1) / 16..=(r * ohw + end - 1) / 16 {
+                if line * 16 < out.len() {
+                    // SAFETY: a prefetch of an address inside `out`; it cannot fault.
+                    unsafe {
+                        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                            out.as_ptr().add(line * 16).cast(),
+                        )
+                    };
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (out, ohw, rows, p1);
+}
+
+/// Asks for the input rows the tile of output pixels `p1 .. p1 + nr` reads (every channel of
+/// `input`, the group's, whole rows) to be brought into L2 while this tile runs: the packers
+/// read a few rows of every channel, more streams than the hardware prefetchers follow.
+#[inline(always)]
+fn prefetch_in(g: &ConvGeom, input: &[f32], p1: usize, nr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if p1 < g.oh * g.ow {
+        let last = if g.oh * g.ow - p1 < nr {
+            g.oh * g.ow
+        } else {
+            p1 + nr
+        } - 1;
+        let (ya, yb) = (p1 / g.ow, last / g.ow);
+        // Input rows `ya s - pad ..= yb s - pad + (k - 1) d`, clamped to the plane.
+        let r0 = (ya * g.stride).saturating_sub(g.pad);
+        let r1 = (yb * g.stride + (g.k - 1) * g.dilation + 1)
+            .saturating_sub(g.pad)
+            .min(g.h);
+        let hw = g.h * g.w;
+        for plane in (0..input.len()).step_by(hw.max(1)) {
+            for line in (plane + r0 * g.w) / 16..(plane + r1 * g.w).div_ceil(16) {
+                if line * 16 < input.len() {
+                    // SAFETY: a prefetch of an address inside `input`; it cannot fault.
+                    unsafe {
+                        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                            input.as_ptr().add(line * 16).cast(),
+                        )
+                    };
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (g, input, p1, nr);
+}
+
 /// The chunks of `0..k_total`: the main rows `0..k_main` then the shortcut rows, each cut
 /// into pieces of at most `kc`.
 fn chunks(k_main: usize, k_total: usize, kc: usize) -> impl Iterator<Item = Range<usize>> + Clone {
@@ -686,6 +750,11 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // 1x1, stride 1, no padding: every lane of every channel reads in range.
     let pointwise = g.k == 1 && g.stride == 1 && g.pad == 0 && table;
 
+    // Planes of many tiles: the next tile's output and input are prefetched (see
+    // `prefetch_out`); on small planes a run is a few tiles, whose lines the hardware
+    // prefetchers bring.
+    let big = ohw >= 8 * S::NR;
+
     // Groups of blocks of rows whose weights stay in L2 while the tiles go past.
     let per_block = S::ROWS * k_total * 4;
     let blocks = (WEIGHTS_BYTES / per_block).clamp(1, GROUP);
@@ -701,6 +770,12 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         let mut p0 = 0;
         while p0 < ohw {
             let nv = if ohw - p0 < S::NR { ohw - p0 } else { S::NR };
+            if big {
+                prefetch_out(out, ohw, g0..g1, p0 + S::NR);
+                if !pointwise {
+                    prefetch_in(&g, input, p0 + S::NR, S::NR);
+                }
+            }
             let plan = Plan::new(&g, p0, nv, table);
             let whole = nv == S::NR;
             let tile = TileSrc {
