@@ -187,6 +187,35 @@ fn run_jobs_threaded<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32], total:
     );
 }
 
+/// Asks for the cache lines of `data[range]` to be brought into L2: a hint, for data a
+/// kernel will read or overwrite soon (on other architectures than x86-64, nothing). Indices
+/// past `data` are left out.
+#[inline(always)]
+pub(crate) fn prefetch_l2(data: &[f32], range: Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // One address per cache line of 16 floats, counted from the start of `data` (which
+        // need not be aligned: then a range may touch one line more than this counts, and
+        // that line goes without).
+        let end = range.end.min(data.len());
+        if range.start >= end {
+            return;
+        }
+        for line in range.start / 16..=(end - 1) / 16 {
+            let at = (line * 16).max(range.start);
+            // SAFETY: `at < end <= data.len()`: an address inside `data`; a prefetch does
+            // not fault or change memory.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                    data.as_ptr().add(at).cast(),
+                )
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, range);
+}
+
 /// Where a kernel (this one or [`crate::winograd`]'s) reads the geometry: a constant
 /// ([`Const`]) or a value ([`Dyn`]).
 pub(crate) trait Geom: Copy + Send + Sync {

@@ -35,7 +35,7 @@ use super::avx2::Avx2Fma;
 use super::avx512::Avx512;
 #[cfg(target_arch = "aarch64")]
 use super::neon::Neon;
-use super::{Geom, Operands, Residual, TABLE_TAPS};
+use super::{Geom, Operands, Residual, TABLE_TAPS, prefetch_l2};
 use crate::geom::ConvGeom;
 use crate::isa::Isa;
 use crate::pack::{MR, panels_per_group};
@@ -591,6 +591,8 @@ struct TileSrc<'t, S> {
     direct_sc: bool,
     /// The tile has all `NR` lanes (else the direct reads are masked).
     whole: bool,
+    /// The plane has many tiles: the next one's rows read in place are prefetched.
+    big: bool,
 }
 
 impl<'t, S: Simd> TileSrc<'t, S> {
@@ -604,10 +606,16 @@ impl<'t, S: Simd> TileSrc<'t, S> {
         let (valid, whole) = (src.valid, self.whole);
         if ks.start < src.k_main && self.direct_main {
             let planes = &src.input[ks.start * src.hw + src.base[0] as usize..];
+            if self.big {
+                prefetch_next_tile(planes, src.hw, ks.len(), S::NR);
+            }
             return Cols::in_place(planes, src.hw, ks.len(), valid, whole);
         }
         if ks.start >= src.k_main && self.direct_sc {
             let at = (ks.start - src.k_main) * src.sc_hw + src.sc_base[0] as usize;
+            if self.big {
+                prefetch_next_tile(&src.shortcut[at..], src.sc_hw, ks.len(), S::NR);
+            }
             return Cols::in_place(&src.shortcut[at..], src.sc_hw, ks.len(), valid, whole);
         }
         let dst = &mut buf.0[..ks.len() * S::NR];
@@ -624,32 +632,28 @@ impl<'t, S: Simd> TileSrc<'t, S> {
     }
 }
 
-/// Asks for the output of the next tile (pixels `p1 .. p1 + nr` of each of `rows`, planes of
-/// `ohw`) to be brought into L2 while this tile runs, so that its epilogue's stores do not
-/// wait for the lines: a layer's output is often not in any cache (the weights streamed
-/// since it was last used evict it), and the stores go to many planes at once, more
+/// Asks for the next tile's columns of rows read in place (`rows` rows `stride` apart from
+/// `planes`, this tile's `nr` lanes at the start of each) to be brought into L2 while this
+/// tile runs: each row is a different stretch of a plane, often on its own page, more
 /// streams than the hardware prefetchers follow.
 #[inline(always)]
-fn prefetch_out(out: &[f32], ohw: usize, rows: Range<usize>, p1: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if p1 < ohw {
-        let end = if ohw - p1 < MAX_NR { ohw } else { p1 + MAX_NR };
-        for r in rows {
-            // One address per cache line of 16 floats (counted from the start of `out`).
-            for line in (r * ohw + p1) / 16..=(r * ohw + end - 1) / 16 {
-                if line * 16 < out.len() {
-                    // SAFETY: a prefetch of an address inside `out`; it cannot fault.
-                    unsafe {
-                        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
-                            out.as_ptr().add(line * 16).cast(),
-                        )
-                    };
-                }
-            }
-        }
+fn prefetch_next_tile(planes: &[f32], stride: usize, rows: usize, nr: usize) {
+    for r in 0..rows {
+        prefetch_l2(planes, r * stride + nr..r * stride + 2 * nr);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (out, ohw, rows, p1);
+}
+
+/// Asks for the output of the next tile (pixels `p1 .. p1 + nr` of each of `rows`, planes of
+/// `ohw`) to be brought into L2 while this tile runs, so that its epilogue's stores do not
+/// wait for the lines: a layer's output is often in no cache (the weights streamed since it
+/// was last used evict it), and the stores go to many planes at once, more streams than the
+/// hardware prefetchers follow.
+#[inline(always)]
+fn prefetch_out(out: &[f32], ohw: usize, rows: Range<usize>, p1: usize, nr: usize) {
+    let end = if ohw.saturating_sub(p1) < nr { ohw } else { p1 + nr };
+    for r in rows {
+        prefetch_l2(out, r * ohw + p1..r * ohw + end);
+    }
 }
 
 /// Asks for the input rows the tile of output pixels `p1 .. p1 + nr` reads (every channel of
@@ -657,35 +661,21 @@ fn prefetch_out(out: &[f32], ohw: usize, rows: Range<usize>, p1: usize) {
 /// read a few rows of every channel, more streams than the hardware prefetchers follow.
 #[inline(always)]
 fn prefetch_in(g: &ConvGeom, input: &[f32], p1: usize, nr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if p1 < g.oh * g.ow {
-        let last = if g.oh * g.ow - p1 < nr {
-            g.oh * g.ow
-        } else {
-            p1 + nr
-        } - 1;
-        let (ya, yb) = (p1 / g.ow, last / g.ow);
-        // Input rows `ya s - pad ..= yb s - pad + (k - 1) d`, clamped to the plane.
-        let r0 = (ya * g.stride).saturating_sub(g.pad);
-        let r1 = (yb * g.stride + (g.k - 1) * g.dilation + 1)
-            .saturating_sub(g.pad)
-            .min(g.h);
-        let hw = g.h * g.w;
-        for plane in (0..input.len()).step_by(hw.max(1)) {
-            for line in (plane + r0 * g.w) / 16..(plane + r1 * g.w).div_ceil(16) {
-                if line * 16 < input.len() {
-                    // SAFETY: a prefetch of an address inside `input`; it cannot fault.
-                    unsafe {
-                        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
-                            input.as_ptr().add(line * 16).cast(),
-                        )
-                    };
-                }
-            }
-        }
+    let ohw = g.oh * g.ow;
+    if p1 >= ohw {
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (g, input, p1, nr);
+    let last = if ohw - p1 < nr { ohw } else { p1 + nr } - 1;
+    let (ya, yb) = (p1 / g.ow, last / g.ow);
+    // Input rows `ya s - pad ..= yb s - pad + (k - 1) d`, clamped to the plane.
+    let r0 = (ya * g.stride).saturating_sub(g.pad);
+    let r1 = (yb * g.stride + (g.k - 1) * g.dilation + 1)
+        .saturating_sub(g.pad)
+        .min(g.h);
+    let hw = g.h * g.w;
+    for plane in (0..input.len()).step_by(hw.max(1)) {
+        prefetch_l2(input, plane + r0 * g.w..plane + r1 * g.w);
+    }
 }
 
 /// The chunks of `0..k_total`: the main rows `0..k_main` then the shortcut rows, each cut
@@ -771,7 +761,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         while p0 < ohw {
             let nv = if ohw - p0 < S::NR { ohw - p0 } else { S::NR };
             if big {
-                prefetch_out(out, ohw, g0..g1, p0 + S::NR);
+                prefetch_out(out, ohw, g0..g1, p0 + S::NR, S::NR);
                 if !pointwise {
                     prefetch_in(&g, input, p0 + S::NR, S::NR);
                 }
@@ -802,6 +792,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                 direct_main: pointwise && (S::MASKED || whole),
                 direct_sc: table && g.shortcut.is_some() && plan.sc_contig && (S::MASKED || whole),
                 whole,
+                big,
             };
             if S::TAIL && nv <= TAIL_LANES && p0 > 0 && g0 % MR == 0 {
                 tail(&tile, &run, g0..g1, (p0, nv), kc, &mut buf, out);
