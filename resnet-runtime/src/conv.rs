@@ -166,10 +166,56 @@ fn run_all_jobs<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32]) {
             .min(g.macs() / crate::threads::MIN_MACS_PER_THREAD)
             .max(1);
         if threads > 1 {
+            if split_by_pixels(&g, ops, threads) {
+                return run_tiles_threaded(gg, ops, out, threads);
+            }
             return run_jobs_threaded(gg, ops, out, total, threads);
         }
     }
     conv_jobs(gg, ops, 0..total, out)
+}
+
+/// Whether a call split across `threads` threads is split by output pixels (each thread
+/// every output channel of its share of the tiles: [`conv_tiles`]) rather than by jobs (each
+/// thread its output channels, all pixels): on a SIMD engine, with fewer images than threads
+/// (else the jobs of different images split with no data read twice), and when the weights
+/// take no more bytes than the input: split by channels, every thread reads the whole input;
+/// split by pixels, every thread reads all the weights. Each thread gets at least two tiles.
+#[cfg(feature = "std")]
+fn split_by_pixels(g: &ConvGeom, ops: &Operands<'_>, threads: usize) -> bool {
+    let Some(nr) = ops.engine.nr() else {
+        return false;
+    };
+    let per_image_input = (g.input_len() + g.shortcut_len()) / g.n.max(1);
+    g.n < threads && ops.packed.len() <= per_image_input && (g.oh * g.ow).div_ceil(nr) >= 2 * threads
+}
+
+/// Runs the call as `threads` parts of [`conv_tiles`] on the thread pool.
+#[cfg(feature = "std")]
+#[inline(never)]
+fn run_tiles_threaded<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32], threads: usize) {
+    let out = OutPtr::new(out);
+    crate::threads::run_parts(threads, &|t| conv_tiles(gg, ops, out, t, threads));
+}
+
+/// Part `part` of `parts` of a call split by output pixels: every job (every image, group and
+/// panel) for the `part`-th share of each plane's tiles (in tiles of the engine's width), so
+/// the same tiles and the same bits as in one call. `out` is the whole output; parts write
+/// disjoint pixels. Only on a SIMD engine ([`Engine::nr`]).
+#[cfg(any(feature = "std", test))]
+pub(crate) fn conv_tiles<G: Geom>(gg: G, ops: &Operands<'_>, out: OutPtr<'_>, part: usize, parts: usize) {
+    match ops.engine {
+        Engine::Portable => {
+            let _ = (gg, out, part, parts);
+            panic!("the portable kernel splits by jobs only")
+        }
+        #[cfg(target_arch = "x86_64")]
+        Engine::Avx2Fma(s) => simd::conv_tiles(s, gg, ops, out, part, parts),
+        #[cfg(target_arch = "x86_64")]
+        Engine::Avx512(s) => simd::conv_tiles(s, gg, ops, out, part, parts),
+        #[cfg(target_arch = "aarch64")]
+        Engine::Neon(s) => simd::conv_tiles(s, gg, ops, out, part, parts),
+    }
 }
 
 /// Cuts the jobs into `threads` contiguous ranges of (nearly) equal size and runs each, with
@@ -187,33 +233,116 @@ fn run_jobs_threaded<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32], total:
     );
 }
 
+/// A conv's output as the SIMD kernels write it: a pointer and a length rather than a
+/// `&mut [f32]`, so that the parts of a call split by pixels (see [`run_tiles_threaded`]) can
+/// each write their own pixels of every channel: interleaved pieces of one buffer, which
+/// disjoint slices cannot express.
+///
+/// Created from a `&'a mut [f32]`, which stays borrowed for `'a`. Reading and writing are
+/// `unsafe`: the caller keeps to the bounds, and parts that run at the same time never touch
+/// the same element.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutPtr<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: an `OutPtr` is a `&mut [f32]` whose accesses are `unsafe`, with the contract that
+// concurrent users touch disjoint elements; `f32` is `Send` and `Sync`.
+unsafe impl Send for OutPtr<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr<'_> {}
+
+// Without a SIMD engine for this architecture, only the portable kernel (slices) writes.
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+impl<'a> OutPtr<'a> {
+    /// The whole of `out`.
+    pub(crate) fn new(out: &'a mut [f32]) -> Self {
+        OutPtr {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first element's address.
+    pub(crate) fn as_ptr(&self) -> *mut f32 {
+        self.ptr
+    }
+
+    /// Elements `range` (bounds checked).
+    #[cfg(any(feature = "std", test))]
+    pub(crate) fn sub(&self, range: Range<usize>) -> OutPtr<'a> {
+        assert!(range.start <= range.end && range.end <= self.len);
+        OutPtr {
+            ptr: self.ptr.wrapping_add(range.start),
+            len: range.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Element `i`.
+    ///
+    /// # Safety
+    /// `i < len`, and no other user writes element `i` meanwhile.
+    #[inline(always)]
+    pub(crate) unsafe fn get(&self, i: usize) -> f32 {
+        debug_assert!(i < self.len);
+        // SAFETY: the caller's contract.
+        unsafe { self.ptr.add(i).read() }
+    }
+
+    /// Writes element `i`.
+    ///
+    /// # Safety
+    /// `i < len`, and no other user reads or writes element `i` meanwhile.
+    #[inline(always)]
+    pub(crate) unsafe fn set(&self, i: usize, v: f32) {
+        debug_assert!(i < self.len);
+        // SAFETY: the caller's contract.
+        unsafe { self.ptr.add(i).write(v) }
+    }
+}
+
 /// Asks for the cache lines of `data[range]` to be brought into L2: a hint, for data a
 /// kernel will read or overwrite soon (on other architectures than x86-64, nothing). Indices
 /// past `data` are left out.
 #[inline(always)]
 pub(crate) fn prefetch_l2(data: &[f32], range: Range<usize>) {
+    prefetch_l2_raw(data.as_ptr(), data.len(), range)
+}
+
+/// [`prefetch_l2`] of elements `range` of the `len` floats from `data`.
+#[inline(always)]
+pub(crate) fn prefetch_l2_raw(data: *const f32, len: usize, range: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
     {
         // One address per cache line of 16 floats, counted from the start of `data` (which
         // need not be aligned: then a range may touch one line more than this counts, and
         // that line goes without).
-        let end = range.end.min(data.len());
+        let end = range.end.min(len);
         if range.start >= end {
             return;
         }
         for line in range.start / 16..=(end - 1) / 16 {
             let at = (line * 16).max(range.start);
-            // SAFETY: `at < end <= data.len()`: an address inside `data`; a prefetch does
-            // not fault or change memory.
+            // A prefetch does not fault or change memory; the address is inside `data`
+            // (`at < end <= len`).
             unsafe {
                 core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
-                    data.as_ptr().add(at).cast(),
+                    data.wrapping_add(at).cast(),
                 )
             };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (data, range);
+    let _ = (data, len, range);
 }
 
 /// Where a kernel (this one or [`crate::winograd`]'s) reads the geometry: a constant
@@ -408,14 +537,17 @@ type Acc = [[f32; MR]; NR];
 /// the output channels those panels write.
 #[inline(always)]
 fn conv_run<G: Geom>(gg: G, ops: &Operands<'_>, b: usize, gi: usize, panels: Range<usize>, out: &mut [f32]) {
+    // Every pixel of the planes (SIMD engines).
+    #[allow(unused_variables)]
+    let all = 0..gg.get().oh * gg.get().ow;
     match ops.engine {
         Engine::Portable => conv_run_portable(gg, ops, b, gi, panels, out),
         #[cfg(target_arch = "x86_64")]
-        Engine::Avx2Fma(s) => simd::conv_run(s, gg, ops, b, gi, panels, out),
+        Engine::Avx2Fma(s) => simd::conv_run(s, gg, ops, b, gi, panels, OutPtr::new(out), all),
         #[cfg(target_arch = "x86_64")]
-        Engine::Avx512(s) => simd::conv_run(s, gg, ops, b, gi, panels, out),
+        Engine::Avx512(s) => simd::conv_run(s, gg, ops, b, gi, panels, OutPtr::new(out), all),
         #[cfg(target_arch = "aarch64")]
-        Engine::Neon(s) => simd::conv_run(s, gg, ops, b, gi, panels, out),
+        Engine::Neon(s) => simd::conv_run(s, gg, ops, b, gi, panels, OutPtr::new(out), all),
     }
 }
 
@@ -1075,6 +1207,77 @@ mod tests {
             );
             check(g, mode, done as u64);
             done += 1;
+        }
+    }
+
+    /// On every SIMD engine, a call split by output pixels into any number of parts, run one
+    /// after the other in any order, writes the same bits as one call; and so does a call the
+    /// thread pool splits by pixels (stride 2, a shortcut, an in-place residual, groups, two
+    /// images, K long enough to be chunked).
+    #[test]
+    fn pixel_splits_agree() {
+        let mut rng = Rng::new(6);
+        for (g, mode) in [
+            (
+                conv_geom(1, 3, (30, 34), 16, 7, 2, 3, 1, 1, None, false, true),
+                ResMode::None,
+            ),
+            (
+                conv_geom(1, 24, (13, 11), 12, 1, 1, 0, 1, 1, None, true, true),
+                ResMode::InPlace,
+            ),
+            (
+                conv_geom(2, 9, (12, 10), 17, 3, 1, 1, 1, 1, Some((5, 2, 0)), true, false),
+                ResMode::Separate,
+            ),
+            (
+                conv_geom(1, 16, (9, 14), 16, 3, 2, 1, 1, 4, None, false, true),
+                ResMode::None,
+            ),
+            (
+                conv_geom(1, 150, (8, 15), 8, 1, 1, 0, 1, 1, Some((40, 1, 0)), false, true),
+                ResMode::None,
+            ),
+        ] {
+            if too_big_for_miri(g.macs()) {
+                continue;
+            }
+            let d = ConvData::random(g, &mut rng);
+            for engine in engines().filter(|e| e.nr().is_some()) {
+                let whole = run_on(Dyn(&g), &d, mode, engine);
+                for parts in [2, 3, 7] {
+                    let split = run_with(&d, mode, |packed, bias, input, sc, res, out| {
+                        let ops = Operands {
+                            engine,
+                            ..Operands::new(packed, bias, input, sc, res)
+                        };
+                        let out = OutPtr::new(out);
+                        for part in (0..parts).rev() {
+                            conv_tiles(Dyn(&g), &ops, out, part, parts);
+                        }
+                    });
+                    let same = split.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{engine:?} {g:?} in {parts} parts");
+                }
+            }
+        }
+        // Through the pool: a geometry whose weights are smaller than its input.
+        #[cfg(feature = "std")]
+        if !cfg!(miri) {
+            let g = conv_geom(1, 64, (40, 40), 16, 1, 1, 0, 1, 1, None, true, true);
+            let d = ConvData::random(g, &mut rng);
+            let ops = Operands::new(&[0.0; 64 * 16], &[], &d.input, None, Residual::None);
+            assert!(split_by_pixels(&g, &ops, 2) && !split_by_pixels(&g, &ops, 1));
+            let one = run_kernel(&d, ResMode::InPlace);
+            for threads in [2, 3] {
+                crate::threads::set_threads(threads);
+                let many = run_kernel(&d, ResMode::InPlace);
+                crate::threads::set_threads(1);
+                assert!(
+                    one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{threads}"
+                );
+            }
         }
     }
 

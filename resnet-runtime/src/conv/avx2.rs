@@ -353,7 +353,7 @@ unsafe fn kernel<const NV: usize>(
 #[inline]
 unsafe fn epilogue<const NV: usize>(e: &mut Epi<'_>, acc: [[__m256; NV]; ROWS]) {
     let zero = _mm256_setzero_ps();
-    let out = e.out.as_mut_ptr();
+    let out = e.out.as_ptr();
     let res: Option<*const f32> = match e.residual {
         Residual::None => None,
         Residual::InPlace => Some(out),

@@ -409,7 +409,7 @@ unsafe fn kernel<const NV: usize, const MASKED: bool>(
 #[inline]
 unsafe fn epilogue<const NV: usize>(e: &mut Epi<'_>, acc: [[__m512; NV]; MR]) {
     let zero = _mm512_setzero_ps();
-    let out = e.out.as_mut_ptr();
+    let out = e.out.as_ptr();
     let res: Option<*const f32> = match e.residual {
         Residual::None => None,
         Residual::InPlace => Some(out),

@@ -283,14 +283,16 @@ fn epilogue<const NV: usize>(e: &mut Epi<'_>, acc: [[float32x4_t; NV]; MR]) {
             let mut y = if lanes == LANES {
                 let res = match e.residual {
                     Residual::None => None,
-                    Residual::InPlace => Some(&e.out[i..i + LANES]),
-                    Residual::Separate(r) => Some(&r[i..i + LANES]),
+                    // `i + LANES <= out.len()` (`Epi::check`).
+                    Residual::InPlace => Some(e.out.as_ptr().cast_const().wrapping_add(i)),
+                    Residual::Separate(r) => Some(r[i..i + LANES].as_ptr()),
                 };
-                // SAFETY: `y` and `res` hold one vector each.
+                // SAFETY: `y` and `res` hold one vector each (the in-place residual is
+                // this tile's pixels of `out`, which no one else touches meanwhile).
                 unsafe {
                     let mut v = vld1q_f32(y.as_ptr());
                     if let Some(res) = res {
-                        v = vaddq_f32(v, vld1q_f32(res.as_ptr()));
+                        v = vaddq_f32(v, vld1q_f32(res));
                     }
                     v
                 }
@@ -298,7 +300,8 @@ fn epilogue<const NV: usize>(e: &mut Epi<'_>, acc: [[float32x4_t; NV]; MR]) {
                 for (l, y) in y.iter_mut().enumerate().take(lanes) {
                     match e.residual {
                         Residual::None => {}
-                        Residual::InPlace => *y += e.out[i + l],
+                        // SAFETY: a lane of this tile, inside `out` (`Epi::check`).
+                        Residual::InPlace => *y += unsafe { e.out.get(i + l) },
                         Residual::Separate(r) => *y += r[i + l],
                     }
                 }
@@ -311,7 +314,11 @@ fn epilogue<const NV: usize>(e: &mut Epi<'_>, acc: [[float32x4_t; NV]; MR]) {
             let mut o = [0.0f32; LANES];
             // SAFETY: `o` holds one vector.
             unsafe { vst1q_f32(o.as_mut_ptr(), y) };
-            e.out[i..i + lanes].copy_from_slice(&o[..lanes]);
+            for (l, &o) in o.iter().enumerate().take(lanes) {
+                // SAFETY: lanes of this tile, inside `out` (`Epi::check`); no one else
+                // touches them meanwhile (`conv_run`'s contract).
+                unsafe { e.out.set(i + l, o) };
+            }
         }
     }
 }

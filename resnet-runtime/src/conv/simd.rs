@@ -35,7 +35,7 @@ use super::avx2::Avx2Fma;
 use super::avx512::Avx512;
 #[cfg(target_arch = "aarch64")]
 use super::neon::Neon;
-use super::{Geom, Operands, Residual, TABLE_TAPS, prefetch_l2};
+use super::{Geom, Operands, OutPtr, Residual, TABLE_TAPS, prefetch_l2, prefetch_l2_raw};
 use crate::geom::ConvGeom;
 use crate::isa::Isa;
 use crate::pack::{MR, panels_per_group};
@@ -88,6 +88,20 @@ impl Engine {
             Engine::Avx512(_) => Isa::Avx512,
             #[cfg(target_arch = "aarch64")]
             Engine::Neon(_) => Isa::Neon,
+        }
+    }
+
+    /// Output pixels per tile ([`Simd::NR`]) of a SIMD engine; `None` for the portable one.
+    #[cfg(any(feature = "std", test))]
+    pub(crate) fn nr(self) -> Option<usize> {
+        match self {
+            Engine::Portable => None,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2Fma(_) => Some(Avx2Fma::NR),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => Some(Avx512::NR),
+            #[cfg(target_arch = "aarch64")]
+            Engine::Neon(_) => Some(Neon::NR),
         }
     }
 
@@ -268,7 +282,7 @@ impl Rows<'_> {
 #[derive(Debug)]
 pub(super) struct Epi<'a> {
     /// The run's output channels, `ohw` floats each.
-    pub(super) out: &'a mut [f32],
+    pub(super) out: OutPtr<'a>,
     /// The residual, indexed like `out` (`InPlace`: `out` itself, read before written).
     pub(super) residual: Residual<'a>,
     pub(super) ohw: usize,
@@ -560,7 +574,7 @@ impl<'a> Run<'a> {
 
     /// Where the tile of pixels `p0 .. p0 + nv` of the block of rows from `r0` goes.
     #[inline(always)]
-    fn epi<'o>(&self, out: &'o mut [f32], r0: usize, bias: &'o [f32], p0: usize, nv: usize) -> Epi<'o>
+    fn epi<'o>(&self, out: OutPtr<'o>, r0: usize, bias: &'o [f32], p0: usize, nv: usize) -> Epi<'o>
     where
         'a: 'o,
     {
@@ -649,10 +663,10 @@ fn prefetch_next_tile(planes: &[f32], stride: usize, rows: usize, nr: usize) {
 /// was last used evict it), and the stores go to many planes at once, more streams than the
 /// hardware prefetchers follow.
 #[inline(always)]
-fn prefetch_out(out: &[f32], ohw: usize, rows: Range<usize>, p1: usize, nr: usize) {
+fn prefetch_out(out: OutPtr<'_>, ohw: usize, rows: Range<usize>, p1: usize, nr: usize) {
     let end = if ohw.saturating_sub(p1) < nr { ohw } else { p1 + nr };
     for r in rows {
-        prefetch_l2(out, r * ohw + p1..r * ohw + end);
+        prefetch_l2_raw(out.as_ptr(), out.len(), r * ohw + p1..r * ohw + end);
     }
 }
 
@@ -689,9 +703,48 @@ fn chunks(k_main: usize, k_total: usize, kc: usize) -> impl Iterator<Item = Rang
     cut(0..k_main).chain(cut(k_main..k_total))
 }
 
-/// Panels `panels` of group `gi` of image `b` on the instruction set `s`; `out` (and a
-/// `Separate` residual) are exactly the output channels those panels write.
+/// [`super::conv_tiles`] on the instruction set `s`: part `part` of `parts` of the tiles of
+/// every plane, for every image, group and panel.
+#[cfg(any(feature = "std", test))]
+pub(super) fn conv_tiles<G: Geom, S: Simd>(
+    s: S,
+    gg: G,
+    ops: &Operands<'_>,
+    out: OutPtr<'_>,
+    part: usize,
+    parts: usize,
+) {
+    let g = gg.get();
+    let ohw = g.oh * g.ow;
+    let tiles = ohw.div_ceil(S::NR);
+    let at = |q: usize| (tiles * q / parts * S::NR).min(ohw);
+    let pixels = at(part)..at(part + 1);
+    assert!(part < parts && out.len() == g.output_len());
+    if pixels.is_empty() {
+        return;
+    }
+    let og = g.o / g.groups;
+    for b in 0..g.n {
+        for gi in 0..g.groups {
+            let first = (b * g.o + gi * og) * ohw;
+            let run = first..first + og * ohw;
+            let residual = match ops.residual {
+                Residual::Separate(r) => Residual::Separate(&r[run.clone()]),
+                other => other,
+            };
+            let run_ops = Operands { residual, ..*ops };
+            let panels = 0..panels_per_group(&g);
+            conv_run(s, gg, &run_ops, b, gi, panels, out.sub(run), pixels.clone());
+        }
+    }
+}
+
+/// Panels `panels` of group `gi` of image `b` on the instruction set `s`, output pixels
+/// `pixels` only (a range of whole tiles: it starts at a multiple of [`Simd::NR`] and ends at
+/// one or at `oh * ow`); `out` (and a `Separate` residual) are exactly the output channels
+/// those panels write, and no one else writes these pixels of them meanwhile.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn conv_run<G: Geom, S: Simd>(
     s: S,
     gg: G,
@@ -699,7 +752,8 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     b: usize,
     gi: usize,
     panels: Range<usize>,
-    out: &mut [f32],
+    out: OutPtr<'_>,
+    pixels: Range<usize>,
 ) {
     let g = gg.get();
     let ohw = g.oh * g.ow;
@@ -714,6 +768,9 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     let shortcut = &ops.shortcut[b * sc_c * sc_hw..][..sc_c * sc_hw];
     let og = g.o / g.groups;
     let rows = if panels.end * MR < og { panels.end * MR } else { og } - panels.start * MR;
+    assert!(pixels.start.is_multiple_of(S::NR) && pixels.start <= pixels.end && pixels.end <= ohw);
+    assert!(pixels.end.is_multiple_of(S::NR) || pixels.end == ohw);
+    assert_eq!(out.len(), rows * ohw);
     let run = Run {
         ops: *ops,
         weights: &ops.packed[(gi * ppg + panels.start) * k_total * MR..][..panels.len() * k_total * MR],
@@ -757,10 +814,10 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         } else {
             g0 + blocks * S::ROWS
         };
-        let mut p0 = 0;
-        while p0 < ohw {
+        let mut p0 = pixels.start;
+        while p0 < pixels.end {
             let nv = if ohw - p0 < S::NR { ohw - p0 } else { S::NR };
-            if big {
+            if big && p0 + S::NR < pixels.end {
                 prefetch_out(out, ohw, g0..g1, p0 + S::NR, S::NR);
                 if !pointwise {
                     prefetch_in(&g, input, p0 + S::NR, S::NR);
@@ -824,7 +881,7 @@ fn chunked<S: Simd>(
     kc: usize,
     buf: &mut Buf,
     part: &mut [f32; GROUP * MR * MAX_NR],
-    out: &mut [f32],
+    out: OutPtr<'_>,
 ) {
     let k_total = run.k_total;
     for ks in chunks(tile.src.k_main, k_total, kc) {
@@ -856,7 +913,7 @@ fn tail<S: Simd>(
     (p0, nv): (usize, usize),
     kc: usize,
     buf: &mut Buf,
-    out: &mut [f32],
+    out: OutPtr<'_>,
 ) {
     let k_total = run.k_total;
     let (q0, np) = (rows.start / MR, (rows.end - rows.start).div_ceil(MR));
@@ -871,6 +928,7 @@ fn tail<S: Simd>(
                 .tail(w, pstride, np, &b.planes[l..], b.stride, ks.len(), acc);
         }
     }
+    assert!(rows.end * run.ohw <= out.len() && p0 + nv <= run.ohw);
     for r in rows.clone() {
         let (q, j) = ((r - rows.start) / MR, (r - rows.start) % MR);
         for (l, acc) in acc.iter().enumerate().take(nv) {
@@ -878,13 +936,16 @@ fn tail<S: Simd>(
             let mut y = acc[q][j] + run.bias[r];
             match run.ops.residual {
                 Residual::None => {}
-                Residual::InPlace => y += out[at],
+                // SAFETY: `at < out.len()` (asserted above), a pixel of this tile: no one
+                // else touches it (`conv_run`'s contract).
+                Residual::InPlace => y += unsafe { out.get(at) },
                 Residual::Separate(res) => y += res[at],
             }
             if run.relu && 0.0 > y {
                 y = 0.0;
             }
-            out[at] = y;
+            // SAFETY: as above.
+            unsafe { out.set(at, y) };
         }
     }
 }
