@@ -40,6 +40,19 @@ pub fn max_pool2d(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
 /// [`max_pool2d`] of whole planes, on this thread.
 fn max_pool_planes(g: &PoolGeom, input: &[f32], out: &mut [f32]) {
     let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::isa() == crate::isa::Isa::Avx512
+        && g.stride <= 2
+        && g.k <= MAX_K
+        && ow <= 16 * PLANE_VECTORS
+    {
+        for (plane, oplane) in input.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+            // SAFETY: the process's instruction set is one this CPU runs; the geometry is
+            // one `max_plane_avx512` takes (just checked).
+            unsafe { max_plane_avx512(g, plane, oplane) };
+        }
+        return;
+    }
     for (plane, oplane) in input.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
         for (y, orow) in oplane.chunks_exact_mut(ow).enumerate() {
             // The in-range rows of the window: [y*s - p, y*s - p + k) clamped to [0, h).
@@ -97,11 +110,6 @@ fn max_row_fast<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone,
     let avx512 = crate::isa::isa() == crate::isa::Isa::Avx512;
     #[cfg(not(target_arch = "x86_64"))]
     let avx512 = false;
-    #[cfg(target_arch = "x86_64")]
-    if avx512 && s <= 2 {
-        // SAFETY: the process's instruction set is one this CPU runs.
-        return unsafe { max_row_avx512(g, rows, orow) };
-    }
     let mut acc = [0.0f32; CHUNK * MAX_STRIDE];
     let mut hk = [0.0f32; CHUNK * MAX_STRIDE];
     for (c, ochunk) in orow.chunks_mut(CHUNK).enumerate() {
@@ -131,34 +139,46 @@ fn max_row_fast<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone,
     }
 }
 
-/// [`max_row_fast`] for strides 1 and 2 with AVX-512F, 16 output columns per vector: only
-/// the windows of the output columns are folded (a stride-2 tap loads 32 input columns and
-/// keeps the even ones). Cells outside the row load as `-inf`, which [`later_max`] never
-/// takes over a cell already folded (and `-inf` over `-inf` is the same bits), so they are
-/// skipped as in [`max_row`]. Each output folds its window's taps row by row into `hk`,
-/// then `hk` into `acc`, as [`max_row_fast`] does: the same bits.
+/// The most vectors of 16 output columns a row of [`max_plane_avx512`] has.
+#[cfg(target_arch = "x86_64")]
+const PLANE_VECTORS: usize = 16;
+
+/// One plane of [`max_pool2d`] for strides 1 and 2 with AVX-512F, 16 output columns per
+/// vector, each row as [`max_row_fast`] computes it: only the windows of the output columns
+/// are folded (a stride-2 tap loads 32 input columns and keeps the even ones). Cells outside
+/// the row load as `-inf`, which [`later_max`] never takes over a cell already folded (and
+/// `-inf` over `-inf` is the same bits), so they are skipped as in [`max_row`]. Each output
+/// folds its window's taps row by row into `hk`, then `hk` into `acc`, as [`max_row_fast`]
+/// does: the same bits. Up to four vectors at a time, so that their chains of folds overlap.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `g.stride` is 1 or 2; every row is `g.w` long.
+/// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn max_row_avx512<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]> + Clone, orow: &mut [f32]) {
+unsafe fn max_plane_avx512(g: &PoolGeom, plane: &[f32], oplane: &mut [f32]) {
     use core::arch::x86_64::*;
-    let (s, k, w, pad) = (g.stride, g.k as isize, g.w as isize, g.pad as isize);
-    debug_assert!(s == 1 || s == 2);
+    const V: usize = 4;
+    let (s, k, pad) = (g.stride, g.k, g.pad as isize);
+    let (w, ow) = (g.w as isize, g.ow);
+    assert!((s == 1 || s == 2) && k <= MAX_K && ow <= 16 * PLANE_VECTORS);
+    assert!(plane.len() == g.h * g.w && oplane.len() == g.oh * ow);
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    // Columns `c .. c + 16` of `row`, those outside `0..w` as `-inf`.
-    let load = |row: &[f32], c: isize| -> __m512 {
-        debug_assert_eq!(row.len() as isize, w);
+    // The lanes of columns `c .. c + 16` inside the row `0..w`.
+    let in_row = |c: isize| -> __mmask16 {
         let lo = (-c).clamp(0, 16);
         let hi = (w - c).clamp(0, 16);
         if lo >= hi {
-            return ninf;
+            0
+        } else {
+            ((1u32 << hi) - (1u32 << lo)) as __mmask16
         }
-        let m = ((1u32 << hi) - (1u32 << lo)) as __mmask16;
-        // SAFETY: the enabled lanes `lo..hi` are columns `c + lo .. c + hi`, inside `0..w`;
-        // the others are not accessed.
+    };
+    // Columns `c ..` of `row` in the lanes of `m`, `-inf` in the others.
+    let load = |row: &[f32], c: isize, m: __mmask16| -> __m512 {
+        debug_assert_eq!(row.len() as isize, w);
+        // SAFETY: the lanes of `m` are columns inside `0..w` (`in_row`); the others are
+        // not accessed.
         unsafe { _mm512_mask_loadu_ps(ninf, m, row.as_ptr().wrapping_offset(c)) }
     };
     // `later_max(a, b)` in every lane.
@@ -166,29 +186,52 @@ unsafe fn max_row_avx512<'a>(g: &PoolGeom, rows: impl Iterator<Item = &'a [f32]>
         let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b, b);
         _mm512_mask_blend_ps(take, a, b)
     };
-    let ow = orow.len();
-    let mut x0 = 0;
-    while x0 < ow {
-        let n = (ow - x0).min(16);
-        let mut acc = ninf;
-        for row in rows.clone() {
-            let mut hk = ninf;
-            for j in 0..k {
-                // The column of lane 0's tap `j`.
-                let c = (x0 * s) as isize - pad + j;
-                let taps = if s == 1 {
-                    load(row, c)
-                } else {
-                    _mm512_permutex2var_ps(load(row, c), evens, load(row, c + 16))
-                };
-                hk = later(hk, taps);
-            }
-            acc = later(acc, hk);
+    // Per vector and tap `j`: the column of lane 0 (or of element 0 of the first of two
+    // loads) and the lanes (elements) inside the row: the same for every row.
+    let nvec = ow.div_ceil(16);
+    let mut col = [[0isize; MAX_K]; PLANE_VECTORS];
+    let mut masks = [[[0 as __mmask16; 2]; MAX_K]; PLANE_VECTORS];
+    for v in 0..nvec {
+        for j in 0..k {
+            let c = (16 * v * s) as isize - pad + j as isize;
+            col[v][j] = c;
+            masks[v][j] = [in_row(c), if s == 2 { in_row(c + 16) } else { 0 }];
         }
-        let m = ((1u32 << n) - 1) as __mmask16;
-        // SAFETY: lanes `0..n` are output columns `x0 .. x0 + n`, inside `orow`.
-        unsafe { _mm512_mask_storeu_ps(orow.as_mut_ptr().add(x0), m, acc) };
-        x0 += 16;
+    }
+    for (y, orow) in oplane.chunks_exact_mut(ow).enumerate() {
+        // The in-range rows of the window: [y*s - p, y*s - p + k) clamped to [0, h).
+        let top = y * s;
+        let r0 = top.saturating_sub(g.pad);
+        let r1 = (top + k).saturating_sub(g.pad).min(g.h);
+        let rows = &plane[r0 * g.w..r1 * g.w];
+        for v0 in (0..nvec).step_by(V) {
+            let nv = (nvec - v0).min(V);
+            let mut acc = [ninf; V];
+            for row in rows.chunks_exact(g.w) {
+                let mut hk = [ninf; V];
+                for j in 0..k {
+                    for (v, hk) in hk.iter_mut().enumerate().take(nv) {
+                        let (c, [m0, m1]) = (col[v0 + v][j], masks[v0 + v][j]);
+                        let taps = if s == 1 {
+                            load(row, c, m0)
+                        } else {
+                            _mm512_permutex2var_ps(load(row, c, m0), evens, load(row, c + 16, m1))
+                        };
+                        *hk = later(*hk, taps);
+                    }
+                }
+                for (acc, &hk) in acc.iter_mut().zip(&hk).take(nv) {
+                    *acc = later(*acc, hk);
+                }
+            }
+            for (v, &acc) in acc.iter().enumerate().take(nv) {
+                let x0 = 16 * (v0 + v);
+                let n = (ow - x0).min(16);
+                let m = ((1u32 << n) - 1) as __mmask16;
+                // SAFETY: lanes `0..n` are output columns `x0 .. x0 + n`, inside `orow`.
+                unsafe { _mm512_mask_storeu_ps(orow.as_mut_ptr().add(x0), m, acc) };
+            }
+        }
     }
 }
 
@@ -350,6 +393,7 @@ mod tests {
             (1, 1, 6, 6, 5, 1, 2),
             (1, 2, 8, 3, 1, 3, 0),
             (1, 1, 4, 300, 3, 2, 1),  // several chunks of output columns
+            (1, 1, 4, 600, 3, 2, 1),  // rows too long for the AVX-512 plane kernel
             (1, 1, 3, 700, 4, 4, 2),  // the largest stride of the fast path, several chunks
             (1, 2, 9, 23, 3, 5, 1),   // past it: the definition
             (1, 1, 20, 20, 17, 1, 8), // a window past the fast path's
