@@ -277,7 +277,6 @@ impl<'a> OutPtr<'a> {
     }
 
     /// Elements `range` (bounds checked).
-    #[cfg(any(feature = "std", test))]
     pub(crate) fn sub(&self, range: Range<usize>) -> OutPtr<'a> {
         assert!(range.start <= range.end && range.end <= self.len);
         OutPtr {

@@ -136,7 +136,7 @@ use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use crate::Residual;
-use crate::conv::{Const, Dyn, Geom};
+use crate::conv::{Const, Dyn, Geom, OutPtr};
 use crate::geom::{ConvGeom, ConvShape};
 
 /// Outputs per tile side: F(4x4, 3x3).
@@ -463,10 +463,27 @@ fn run_all_jobs<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32], isa: Isa) {
             .min(g.macs() / crate::threads::MIN_MACS_PER_THREAD)
             .max(1);
         if threads > 1 {
+            if split_by_tiles(&g, ops, threads) {
+                let out = OutPtr::new(out);
+                return crate::threads::run_parts(threads, &|t| {
+                    winograd_jobs(gg, ops, 0..total, out, (t, threads), isa, SCRATCH_FLOATS)
+                });
+            }
             return run_jobs_threaded(gg, ops, out, total, threads, isa);
         }
     }
-    winograd_jobs(gg, ops, 0..total, out, isa, SCRATCH_FLOATS)
+    winograd_jobs(gg, ops, 0..total, OutPtr::new(out), (0, 1), isa, SCRATCH_FLOATS)
+}
+
+/// Whether a call split across `threads` threads is split by output tiles (each thread every
+/// output channel of its share of each image's 4x4 tiles) rather than by jobs (each thread its
+/// output channels, all tiles, each repeating the input transform of every tile): with fewer
+/// images than threads (else the jobs of different images split with nothing done twice) and
+/// weights no larger than the input (which each thread then reads whole), as for the direct
+/// conv ([`crate::conv`]).
+#[cfg(feature = "std")]
+fn split_by_tiles(g: &ConvGeom, ops: &Operands<'_>, threads: usize) -> bool {
+    g.n < threads && ops.packed.len() <= g.input_len() / g.n.max(1)
 }
 
 /// Cuts the jobs into `threads` contiguous ranges of (nearly) equal size, each with its slice
@@ -487,7 +504,7 @@ fn run_jobs_threaded<G: Geom>(
         threads,
         out,
         &|jobs| jobs_output_range(&g, jobs),
-        &|jobs, mine| winograd_jobs(gg, ops, jobs, mine, isa, SCRATCH_FLOATS),
+        &|jobs, mine| winograd_jobs(gg, ops, jobs, OutPtr::new(mine), (0, 1), isa, SCRATCH_FLOATS),
     );
 }
 
@@ -508,14 +525,17 @@ pub(crate) const fn jobs_output_range(g: &ConvGeom, jobs: Range<usize>) -> Range
     crate::conv::panel_jobs_output_range(g, winograd_panel(g), jobs)
 }
 
-/// Runs jobs `jobs` (see [`job_count`]) with the kernel `isa` (which this CPU must support)
-/// and `budget` floats of scratch (see [`Plan::new`]); `out` is exactly their
-/// [`jobs_output_range`], and a `Separate` residual is the whole `[n, o, oh, ow]` tensor.
+/// Runs jobs `jobs` (see [`job_count`]), share `part.0` of `part.1` of each image's tiles,
+/// with the kernel `isa` (which this CPU must support) and `budget` floats of scratch (see
+/// [`Plan::new`]); `out` is exactly the jobs' [`jobs_output_range`], and a `Separate` residual
+/// is the whole `[n, o, oh, ow]` tensor. No one else writes these tiles of these channels
+/// meanwhile.
 fn winograd_jobs<G: Geom>(
     gg: G,
     ops: &Operands<'_>,
     jobs: Range<usize>,
-    out: &mut [f32],
+    out: OutPtr<'_>,
+    part: (usize, usize),
     isa: Isa,
     budget: usize,
 ) {
@@ -535,16 +555,16 @@ fn winograd_jobs<G: Geom>(
         (16, Isa::Avx512) => {
             // SAFETY: `Isa::Avx512` is only chosen (by `Isa::detect`, or by tests after
             // `Isa::available`) when the CPU supports AVX-512F.
-            unsafe { x86::jobs_avx512(gg, ops, jobs, out, budget) }
+            unsafe { x86::jobs_avx512(gg, ops, jobs, out, part, budget) }
         }
         #[cfg(target_arch = "x86_64")]
         (16, Isa::Avx2) => {
             // SAFETY: `Isa::Avx2` is only chosen when the CPU supports AVX2 and FMA.
-            unsafe { x86::jobs_avx2(gg, ops, jobs, out, budget) }
+            unsafe { x86::jobs_avx2(gg, ops, jobs, out, part, budget) }
         }
-        (16, _) => jobs_with::<G, Portable, 16>(gg, ops, jobs, out, budget),
-        (8, _) => jobs_with::<G, Portable, 8>(gg, ops, jobs, out, budget),
-        _ => jobs_with::<G, Portable, 4>(gg, ops, jobs, out, budget),
+        (16, _) => jobs_with::<G, Portable, 16>(gg, ops, jobs, out, part, budget),
+        (8, _) => jobs_with::<G, Portable, 8>(gg, ops, jobs, out, part, budget),
+        _ => jobs_with::<G, Portable, 4>(gg, ops, jobs, out, part, budget),
     }
 }
 
@@ -625,18 +645,21 @@ trait Kernel<const MR: usize> {
         for (r, tr) in t.iter().enumerate().take(dst.rows) {
             for a in 0..TILE {
                 let at = dst.base + r * dst.ohw + a * dst.ow;
-                let Some(o) = dst.out[at..].first_chunk_mut::<TILE>() else {
-                    continue;
-                };
+                assert!(at + TILE <= dst.out.len());
                 let v: [f32; TILE] = core::array::from_fn(|b| tr[a * TILE + b]);
-                *o = relu(match dst.residual {
+                // SAFETY (both): `at + b < at + TILE <= out.len()` (asserted), pixels of this
+                // call's tiles, which no one else touches meanwhile (`winograd_jobs`).
+                let v = relu(match dst.residual {
                     Residual::None => v,
-                    Residual::InPlace => core::array::from_fn(|b| v[b] + o[b]),
+                    Residual::InPlace => core::array::from_fn(|b| v[b] + unsafe { dst.out.get(at + b) }),
                     Residual::Separate(res) => {
                         let rv = &res[at..at + TILE];
                         core::array::from_fn(|b| v[b] + rv[b])
                     }
                 });
+                for (b, &v) in v.iter().enumerate() {
+                    unsafe { dst.out.set(at + b, v) };
+                }
             }
         }
     }
@@ -652,7 +675,7 @@ struct FullTile<'r, 'o> {
     /// Indexed like `out`.
     residual: Residual<'r>,
     /// The run's channels.
-    out: &'o mut [f32],
+    out: OutPtr<'o>,
     /// The tile's first pixel of the panel's first channel in `out`.
     base: usize,
     /// Distance between channels (`oh * ow`) and rows (`ow`) in `out`.
@@ -783,7 +806,8 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
     gg: G,
     ops: &Operands<'_>,
     jobs: Range<usize>,
-    out: &mut [f32],
+    out: OutPtr<'_>,
+    (part, parts): (usize, usize),
     budget: usize,
 ) {
     let g = gg.get();
@@ -805,9 +829,12 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
     // layout of `f32`.
     let scratch: &mut [f32] = unsafe { &mut *(scratch as *mut [MaybeUninit<f32>] as *mut [f32]) };
 
-    // Split the job range into runs that share (b, gi) and hand each its slice of `out`.
-    let mut rest = out;
-    let mut abs = jobs_output_range(&g, jobs.clone()).start;
+    // This share of each image's tiles.
+    let tiles = plan.tiles * part / parts..plan.tiles * (part + 1) / parts;
+    // Split the job range into runs that share (b, gi) and hand each its part of `out`.
+    let first = jobs_output_range(&g, jobs.clone()).start;
+    assert_eq!(out.len(), jobs_output_range(&g, jobs.clone()).len());
+    let mut abs = first;
     let mut q = jobs.start;
     while q < jobs.end {
         let (b, gi, p_lo) = job_coords(&g, q);
@@ -817,21 +844,30 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
             ppg
         };
         let rows = if p_hi * MR < og { p_hi * MR } else { og } - p_lo * MR;
-        let (run, tail) = core::mem::take(&mut rest).split_at_mut(rows * ohw);
+        let run = out.sub(abs - first..abs - first + rows * ohw);
         let residual = match ops.residual {
             Residual::Separate(r) => Residual::Separate(&r[abs..abs + run.len()]),
             other => other,
         };
         let run_ops = Operands { residual, ..*ops };
-        run_panels::<G, K, MR>(gg, &plan, &run_ops, scratch, b, gi, p_lo..p_hi, run);
+        run_panels::<G, K, MR>(
+            gg,
+            &plan,
+            &run_ops,
+            scratch,
+            b,
+            gi,
+            p_lo..p_hi,
+            run,
+            tiles.clone(),
+        );
         abs += run.len();
-        rest = tail;
         q += p_hi - p_lo;
     }
 }
 
-/// Panels `panels` of group `gi` of image `b`; `out` (and a `Separate` residual) are exactly
-/// the output channels those panels write.
+/// Panels `panels` of group `gi` of image `b`, tiles `tiles`; `out` (and a `Separate`
+/// residual) are exactly the output channels those panels write.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize>(
@@ -842,7 +878,8 @@ fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize>(
     b: usize,
     gi: usize,
     panels: Range<usize>,
-    out: &mut [f32],
+    out: OutPtr<'_>,
+    tiles: Range<usize>,
 ) {
     let g = gg.get();
     let cg = g.c / g.groups;
@@ -854,9 +891,9 @@ fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize>(
     let m = &mut m[..POS * block * mw];
     let one_chunk = plan.kc >= cg;
 
-    let mut t0 = 0;
-    while t0 < plan.tiles {
-        let nt = (plan.tiles - t0).min(block);
+    let mut t0 = tiles.start;
+    while t0 < tiles.end {
+        let nt = (tiles.end - t0).min(block);
         if one_chunk {
             input_transform::<K, MR>(&g, plan, input, 0..cg, t0, nt, v);
         }
@@ -999,7 +1036,7 @@ fn output_block<K: Kernel<MR>, const MR: usize>(
     t0: usize,
     nt: usize,
     m: &[f32],
-    out: &mut [f32],
+    out: OutPtr<'_>,
 ) {
     let og = g.o / g.groups;
     let mw = m.len() / (POS * plan.block);
@@ -1022,7 +1059,7 @@ fn output_block<K: Kernel<MR>, const MR: usize>(
                     rows,
                     relu: g.relu,
                     residual: ops.residual,
-                    out: &mut *out,
+                    out,
                     base: row0 * g.oh * g.ow + tile.y0 * g.ow + tile.x0,
                     ohw: g.oh * g.ow,
                     ow: g.ow,
@@ -1053,7 +1090,7 @@ fn epilogue<const MR: usize>(
     y: &[[[f32; MR]; TILE]; TILE],
     bias: &[f32],
     residual: Residual<'_>,
-    out: &mut [f32],
+    out: OutPtr<'_>,
     tile: &OutTile,
 ) {
     let ohw = g.oh * g.ow;
@@ -1063,23 +1100,17 @@ fn epilogue<const MR: usize>(
     for (r, &bo) in bias.iter().enumerate() {
         for (a, ya) in y.iter().enumerate().take(ah) {
             let base = (tile.row0 + r) * ohw + (tile.y0 + a) * g.ow + tile.x0;
-            let dst = &mut out[base..base + bw];
-            match residual {
-                Residual::None => {
-                    for (o, yb) in dst.iter_mut().zip(ya) {
-                        *o = relu(yb[r] + bo);
-                    }
-                }
-                Residual::InPlace => {
-                    for (o, yb) in dst.iter_mut().zip(ya) {
-                        *o = relu(yb[r] + bo + *o);
-                    }
-                }
-                Residual::Separate(res) => {
-                    for ((o, yb), &rv) in dst.iter_mut().zip(ya).zip(&res[base..base + bw]) {
-                        *o = relu(yb[r] + bo + rv);
-                    }
-                }
+            assert!(base + bw <= out.len());
+            for (i, yb) in (base..base + bw).zip(ya) {
+                let v = yb[r] + bo;
+                // SAFETY (both): `i < base + bw <= out.len()` (asserted), a pixel of this
+                // call's tiles, which no one else touches meanwhile (`winograd_jobs`).
+                let v = match residual {
+                    Residual::None => v,
+                    Residual::InPlace => v + unsafe { out.get(i) },
+                    Residual::Separate(res) => v + res[i],
+                };
+                unsafe { out.set(i, relu(v)) };
             }
         }
     }
@@ -1092,7 +1123,7 @@ mod x86 {
     use core::arch::x86_64::*;
     use core::ops::Range;
 
-    use super::{ALPHA, FullTile, Gemm, Geom, Kernel, LANES, Operands, POS, TILE, jobs_with};
+    use super::{ALPHA, FullTile, Gemm, Geom, Kernel, LANES, Operands, OutPtr, POS, TILE, jobs_with};
     use crate::Residual;
 
     /// [`super::jobs_with`] with the AVX-512 kernel.
@@ -1104,10 +1135,11 @@ mod x86 {
         gg: G,
         ops: &Operands<'_>,
         jobs: Range<usize>,
-        out: &mut [f32],
+        out: OutPtr<'_>,
+        part: (usize, usize),
         budget: usize,
     ) {
-        jobs_with::<G, Avx512, 16>(gg, ops, jobs, out, budget)
+        jobs_with::<G, Avx512, 16>(gg, ops, jobs, out, part, budget)
     }
 
     /// [`super::jobs_with`] with the AVX2 kernel.
@@ -1119,10 +1151,11 @@ mod x86 {
         gg: G,
         ops: &Operands<'_>,
         jobs: Range<usize>,
-        out: &mut [f32],
+        out: OutPtr<'_>,
+        part: (usize, usize),
         budget: usize,
     ) {
-        jobs_with::<G, Avx2, 16>(gg, ops, jobs, out, budget)
+        jobs_with::<G, Avx2, 16>(gg, ops, jobs, out, part, budget)
     }
 
     /// Checks that a microkernel's reads and writes for `n` tiles stay within the slices (a
@@ -1359,7 +1392,7 @@ mod x86 {
         if let Residual::Separate(res) = dst.residual {
             assert!(last <= res.len());
         }
-        let out = dst.out.as_mut_ptr();
+        let out = dst.out.as_ptr();
         for (r, tr) in t.iter().enumerate().take(rows) {
             // SAFETY: `tr` holds 16 floats.
             let mut v = unsafe { _mm512_loadu_ps(tr.as_ptr()) };
@@ -1841,7 +1874,43 @@ mod tests {
                 },
             };
             let range = jobs_output_range(&self.g, jobs.clone());
-            winograd_jobs(Dyn(&self.g), &ops, jobs, &mut out[range], isa, budget);
+            let out = OutPtr::new(&mut out[range]);
+            winograd_jobs(Dyn(&self.g), &ops, jobs, out, (0, 1), isa, budget);
+        }
+
+        /// Runs the kernel `isa` on every job, tile shares `parts` of `of` (in that order),
+        /// the residual passed as `mode`, into `out` (the whole output tensor).
+        fn run_tile_shares(
+            &self,
+            packed: &[f32],
+            mode: Mode,
+            isa: Isa,
+            parts: &[usize],
+            of: usize,
+            out: &mut [f32],
+        ) {
+            let ops = Operands {
+                packed,
+                bias: &self.bias,
+                input: &self.input,
+                residual: match mode {
+                    Mode::None => Residual::None,
+                    Mode::InPlace => Residual::InPlace,
+                    Mode::Separate => Residual::Separate(&self.residual),
+                },
+            };
+            let out = OutPtr::new(out);
+            for &part in parts {
+                winograd_jobs(
+                    Dyn(&self.g),
+                    &ops,
+                    0..job_count(&self.g),
+                    out,
+                    (part, of),
+                    isa,
+                    SCRATCH_FLOATS,
+                );
+            }
         }
 
         /// The output buffer before the call: the residual for `InPlace`, NaN otherwise.
@@ -2113,6 +2182,15 @@ mod tests {
                         assert!(same, "{g:?} {isa:?} budget {budget} split by {step}");
                     }
                 }
+                // Split by tiles (every job, a share of each image's tiles), shares run in
+                // reverse order.
+                for of in [2, 3, 7] {
+                    let mut out = d.fresh_out(mode);
+                    let parts: Vec<usize> = (0..of).rev().collect();
+                    d.run_tile_shares(&packed, mode, isa, &parts, of, &mut out);
+                    let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{g:?} {isa:?} in {of} tile shares");
+                }
             }
         }
     }
@@ -2202,24 +2280,38 @@ mod tests {
         }
         #[cfg(feature = "std")]
         {
-            // Enough work for several threads (MIN_MACS_PER_THREAD each).
-            let mut g = geom(1, 64, (28, 28), 64, 1, 1);
-            g.residual = true;
-            g.relu = true;
-            if !too_big_for_miri(&g) {
-                let d = Data::random(g, &mut Rng(3));
-                let packed = d.packed();
-                let want = d.run(Mode::Separate, Isa::chosen(), SCRATCH_FLOATS);
-                for threads in [1, 2, 3, 7] {
-                    crate::threads::set_threads(threads);
-                    let mut out = vec![f32::NAN; g.output_len()];
-                    let res = Residual::Separate(&d.residual);
-                    winograd_conv2d_dyn(&g, &packed, &d.bias, &d.input, res, &mut out);
-                    crate::threads::set_threads(1);
-                    assert!(
-                        out.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{threads} threads"
-                    );
+            // Enough work for several threads (MIN_MACS_PER_THREAD each): split by jobs
+            // (weights larger than the input), then by tiles.
+            let mut by_jobs = geom(1, 64, (28, 28), 64, 1, 1);
+            let mut by_tiles = geom(1, 16, (64, 64), 16, 1, 1);
+            for (g, tiles) in [(&mut by_jobs, false), (&mut by_tiles, true)] {
+                g.residual = true;
+                g.relu = true;
+                let (packed, input) = (vec![0.0; winograd_packed_len(g)], vec![0.0; g.input_len()]);
+                let ops = Operands {
+                    packed: &packed,
+                    bias: &[],
+                    input: &input,
+                    residual: Residual::None,
+                };
+                assert_eq!(split_by_tiles(g, &ops, 2), tiles, "{g:?}");
+            }
+            for g in [by_jobs, by_tiles] {
+                if !too_big_for_miri(&g) {
+                    let d = Data::random(g, &mut Rng(3));
+                    let packed = d.packed();
+                    let want = d.run(Mode::Separate, Isa::chosen(), SCRATCH_FLOATS);
+                    for threads in [1, 2, 3, 7] {
+                        crate::threads::set_threads(threads);
+                        let mut out = vec![f32::NAN; g.output_len()];
+                        let res = Residual::Separate(&d.residual);
+                        winograd_conv2d_dyn(&g, &packed, &d.bias, &d.input, res, &mut out);
+                        crate::threads::set_threads(1);
+                        assert!(
+                            out.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{g:?}: {threads} threads"
+                        );
+                    }
                 }
             }
         }
