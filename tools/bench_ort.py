@@ -3,6 +3,7 @@
 
     tools/.venv/bin/python tools/bench_ort.py                 # everything (~10 min)
     tools/.venv/bin/python tools/bench_ort.py --models resnet50 --batch 1 --threads 1,2 --torch
+    tools/.venv/bin/python tools/bench_ort.py --layers resnet50 --threads 1,2   # per block
 
 For each row (model, batch, threads) of resnet18, resnet50, resnext50_32x4d and
 wide_resnet50_2 at batch 1 and 8, on 1 and 2 threads:
@@ -27,6 +28,12 @@ Then (unless --no-rss) the peak RSS, with /usr/bin/time -v, of one resnet50 infe
 ours loading the weights at run time (rss-loaded), ours with the weights embedded by the
 build script (rss-embedded), and a Python process holding only an ONNX Runtime session (and,
 for reference, the same process without a session).
+
+With --layers MODEL, instead: where the milliseconds go on each side, per residual block (and
+the stem and the head), at batch 1: ours from `resnet-bench --layers MODEL` (the hook after
+every kernel call), ONNX Runtime from its own profiler (SessionOptions.enable_profiling, the
+`_kernel_time` of every node, grouped by the torchvision module in the node's name). Each
+side's numbers are sums of per-call medians; ORT's profiler adds a little to each node.
 
 Run outside a virtual environment, it re-runs itself in tools/.venv (created if missing); it
 installs tools/requirements.txt (torch, torchvision, ...) and onnxruntime and onnx there with
@@ -437,14 +444,99 @@ def parse_args(argv):
     p.add_argument("--torch", action="store_true", help="also time PyTorch eager")
     p.add_argument("--no-rss", action="store_true", help="skip the peak RSS measurement")
     p.add_argument("--save", metavar="FILE", help="write everything as JSON")
+    p.add_argument("--layers", metavar="MODEL", help="per block of MODEL (batch 1), ours against ORT's profiler")
     p.add_argument("--rss-child", nargs=2, metavar=("ONNX", "INPUT"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     unknown = [m for m in a.models if m not in MODELS]
     if unknown:
         p.error(f"unknown model(s) {unknown}; this script knows {', '.join(MODELS)}")
+    if a.layers is not None and a.layers not in MODELS:
+        p.error(f"unknown model {a.layers}; this script knows {', '.join(MODELS)}")
     if a.rounds < 1 or (a.runs is not None and a.runs < a.rounds):
         p.error("--rounds is at least 1, and --runs at least --rounds")
     return a
+
+
+def block_of_ours(step: str) -> str:
+    """The residual block (`layer3.1`), `stem` or `head` of one of our kernel calls, named by
+    the torchvision modules it covers (`layer3.1.conv2 + bn2 + add + relu`)."""
+    m = re.match(r"(layer\d+\.\d+)\.", step)
+    if m:
+        return m.group(1)
+    return "head" if step.split(" ")[0] in ("avgpool", "fc") else "stem"
+
+
+def block_of_ort(node: str) -> str:
+    """The same for an ONNX Runtime node, named after the exported module path
+    (`/layer3/layer3.1/conv2/Conv_output_0_nchwc`); layout conversions of the input and
+    output (`ReorderInput`, `ReorderOutput`) count with the stem and the head."""
+    m = re.search(r"/(layer\d+\.\d+)/", node)
+    if m:
+        return m.group(1)
+    if any(k in node for k in ("/avgpool", "/fc/", "Flatten", "ReorderOutput")):
+        return "head"
+    return "stem"
+
+
+def ort_profile(path: str, threads: int, x, runs: int, warmup: int) -> dict[str, float]:
+    """Median `_kernel_time` (ms) of every node over `runs` profiled runs."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.enable_profiling = True
+    so.profile_file_prefix = os.path.join(target_dir(), "resnet-bench", "ort_profile")
+    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    for _ in range(warmup):
+        session.run(None, {"input": x})
+    # The warm-up runs are in the profile too: drop each node's first `warmup` events.
+    for _ in range(runs):
+        session.run(None, {"input": x})
+    file = session.end_profiling()
+    with open(file) as f:
+        events = json.load(f)
+    os.remove(file)
+    times: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            times.setdefault(e["name"][: -len("_kernel_time")], []).append(e["dur"] / 1e3)
+    return {n: statistics.median(t[warmup:] or t) for n, t in times.items()}
+
+
+def per_block(args, cache: str, protocol: Protocol) -> int:
+    """--layers: ours and ONNX Runtime per residual block of one model, at batch 1."""
+    sys.path.insert(0, TOOLS_DIR)
+    import resnet_spec as R
+    model = args.layers
+    path = onnx_path(cache, model, 1)
+    x = R.synthetic_input(spec_at_batch(model, 1), SEED)
+    lines = [f"{model}, batch 1: ms per block, sums of per-call medians "
+             f"(ours: resnet-bench --layers; ONNX Runtime: its profiler, per node)"]
+    for threads in args.threads:
+        log(f"{model}, {threads} thread(s): ours")
+        ours = cargo_bench(["--layers", model, "--threads", str(threads), *protocol.cli()])["rows"][0]
+        runs = max(ours["runs"], args.min_runs)
+        log(f"{model}, {threads} thread(s): ONNX Runtime, {runs} profiled runs")
+        theirs = ort_profile(path, threads, x, runs, args.warmup)
+        blocks: dict[str, list[float]] = {}
+        for step in ours["layers"]:
+            blocks.setdefault(block_of_ours(step["name"]), [0.0, 0.0])[0] += step["median_ms"]
+        for node, ms in theirs.items():
+            blocks.setdefault(block_of_ort(node), [0.0, 0.0])[1] += ms
+        lines.append("")
+        lines.append(f"{threads} thread(s); whole forward pass, ours: median {ours['median_ms']:.2f} ms")
+        lines.append(f"{'block':12} {'ours ms':>9} {'ORT ms':>9} {'ours/ORT':>9}")
+        tot = [0.0, 0.0]
+        for block, (a, b) in blocks.items():
+            tot[0] += a
+            tot[1] += b
+            ratio = f"{a / b:9.2f}" if b > 0 else f"{'-':>9}"
+            lines.append(f"{block:12} {a:9.3f} {b:9.3f} {ratio}")
+        lines.append(f"{'sum':12} {tot[0]:9.3f} {tot[1]:9.3f} {tot[0] / tot[1]:9.2f}")
+    print("\n".join(lines))
+    return 0
 
 
 def fmt_ms(v: float | None) -> str:
@@ -473,6 +565,8 @@ def main(argv=None) -> int:
     log("building resnet-bench (cargo build --release -p resnet-bench --features embedded --bins)")
     run_checked(["cargo", "build", "--release", "--quiet", "-p", "resnet-bench", *CARGO_FEATURES, "--bins"],
                 cwd=REPO_DIR)
+    if args.layers:
+        return per_block(args, cache, protocol)
     log("measuring the FMA peak (resnet-bench --peak-only)")
     peak = cargo_bench(["--peak-only"], timeout=600)
 
