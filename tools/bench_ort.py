@@ -489,11 +489,10 @@ def ort_profile(path: str, threads: int, x, runs: int, warmup: int) -> dict[str,
     so.enable_profiling = True
     so.profile_file_prefix = os.path.join(target_dir(), "resnet-bench", "ort_profile")
     session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    for _ in range(warmup):
-        session.run(None, {"input": x})
-    # The warm-up runs are in the profile too: drop each node's first `warmup` events.
-    for _ in range(runs):
-        session.run(None, {"input": x})
+    feed = {"input": x.numpy()}
+    # The warm-up runs are in the profile too: each node's first `warmup` events are dropped.
+    for _ in range(warmup + runs):
+        session.run(None, feed)
     file = session.end_profiling()
     with open(file) as f:
         events = json.load(f)
