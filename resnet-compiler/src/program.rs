@@ -66,12 +66,17 @@ pub struct ConvStep {
 ///
 /// Grouped convs with few channels per group (ResNeXt's 4 and 8) stay direct: there the
 /// per-tile transforms outweigh the small GEMMs (resnext50_32x4d's layer1.0.conv2, 32 groups of
-/// 4 channels at 56x56, ran at 13.5 effective GFLOP/s as Winograd).
+/// 4 channels at 56x56, ran at 13.5 effective GFLOP/s as Winograd). So do convs with more than
+/// 128 input channels per group: their transformed weights (36 x c x o floats, 9.4 MB for 256)
+/// stream from memory once per block of tiles, and a block holds fewer tiles the more channels
+/// it transforms (wide_resnet50_2's layer2.1.conv2, 256 channels at 28x28, one thread: 6.5 ms
+/// as Winograd, 5.0 direct).
 pub fn winograd_pays(g: &resnet_runtime::ConvGeom) -> bool {
     resnet_runtime::winograd::winograd_supported(g)
         && g.oh.div_ceil(4) * g.ow.div_ceil(4) >= 36
         && g.c / g.groups >= 16
         && g.o / g.groups >= 16
+        && g.c / g.groups <= 128
 }
 
 /// One kernel call.
@@ -405,8 +410,9 @@ mod tests {
         );
     }
 
-    /// The rule: 3x3 stride-1 convs on planes of 36 tiles and more, with 16 channels per
-    /// group and more; never a stride, a dilation or a projection shortcut.
+    /// The rule: 3x3 stride-1 convs on planes of 36 tiles and more, with 16 to 128 input
+    /// channels per group (and 16 output channels and more); never a stride, a dilation or a
+    /// projection shortcut.
     #[test]
     fn winograd_pays_on_large_planes_and_wide_groups() {
         let g = |c, hw, groups| resnet_runtime::ConvGeom {
@@ -428,6 +434,9 @@ mod tests {
         };
         assert!(winograd_pays(&g(64, 56, 1)));
         assert!(winograd_pays(&g(128, 28, 1)));
+        assert!(winograd_pays(&g(128, 56, 1))); // wide_resnet50_2's layer1
+        assert!(!winograd_pays(&g(256, 28, 1))); // its layer2: too many channels
+        assert!(winograd_pays(&g(256, 28, 2))); // 128 per group
         assert!(winograd_pays(&g(16, 24, 1))); // 6 x 6 tiles
         assert!(!winograd_pays(&g(16, 20, 1))); // 5 x 5 tiles
         assert!(!winograd_pays(&g(256, 14, 1)));
