@@ -1852,6 +1852,20 @@ mod tests {
             out
         }
 
+        /// The operands with `packed` weights, the residual passed as `mode`.
+        fn operands<'a>(&'a self, packed: &'a [f32], mode: Mode) -> Operands<'a> {
+            Operands {
+                packed,
+                bias: &self.bias,
+                input: &self.input,
+                residual: match mode {
+                    Mode::None => Residual::None,
+                    Mode::InPlace => Residual::InPlace,
+                    Mode::Separate => Residual::Separate(&self.residual),
+                },
+            }
+        }
+
         /// Runs the kernel `isa` on jobs `jobs`, `budget` floats of scratch, the residual passed
         /// as `mode`, into `out` (the whole output tensor).
         fn run_jobs(
@@ -1863,16 +1877,7 @@ mod tests {
             jobs: Range<usize>,
             out: &mut [f32],
         ) {
-            let ops = Operands {
-                packed,
-                bias: &self.bias,
-                input: &self.input,
-                residual: match mode {
-                    Mode::None => Residual::None,
-                    Mode::InPlace => Residual::InPlace,
-                    Mode::Separate => Residual::Separate(&self.residual),
-                },
-            };
+            let ops = self.operands(packed, mode);
             let range = jobs_output_range(&self.g, jobs.clone());
             let out = OutPtr::new(&mut out[range]);
             winograd_jobs(Dyn(&self.g), &ops, jobs, out, (0, 1), isa, budget);
@@ -1889,16 +1894,7 @@ mod tests {
             of: usize,
             out: &mut [f32],
         ) {
-            let ops = Operands {
-                packed,
-                bias: &self.bias,
-                input: &self.input,
-                residual: match mode {
-                    Mode::None => Residual::None,
-                    Mode::InPlace => Residual::InPlace,
-                    Mode::Separate => Residual::Separate(&self.residual),
-                },
-            };
+            let ops = self.operands(packed, mode);
             let out = OutPtr::new(out);
             for &part in parts {
                 winograd_jobs(

@@ -187,16 +187,21 @@ struct Pairs {
     runs: [(u16, isize); 2],
 }
 
+impl Pairs {
+    /// No runs: gather (or, for contiguous lanes, not used).
+    const NONE: Pairs = Pairs {
+        n: 0,
+        runs: [(0, 0); 2],
+    };
+}
+
 /// [`Pairs`] of vector `v` of a tile whose lane `l < nv` (bit `l` of `valid`) starts at
 /// `base[l]`.
 #[inline(always)]
 fn pairs(base: &[i32; super::simd::MAX_NR], valid: u64, v: usize) -> Pairs {
     let lanes = (valid >> (LANES * v)) as u16;
     let at = |l: usize| base[LANES * v + l] as isize;
-    let mut p = Pairs {
-        n: 0,
-        runs: [(0, 0); 2],
-    };
+    let mut p = Pairs::NONE;
     // The valid lanes are `0..nv`: a prefix of the vector.
     let mut l = 0;
     while l < LANES && lanes >> l & 1 == 1 {
@@ -205,7 +210,7 @@ fn pairs(base: &[i32; super::simd::MAX_NR], valid: u64, v: usize) -> Pairs {
             e += 1;
         }
         if p.n == 2 {
-            return Pairs { n: 0, ..p };
+            return Pairs::NONE;
         }
         p.runs[p.n] = (
             (((1u32 << e) - 1) & !((1u32 << l) - 1)) as u16,
@@ -257,10 +262,7 @@ unsafe fn pack_main<const CONTIG: bool, const NV: usize>(src: &Src<'_>, ks: Rang
         core::array::from_fn(|v| unsafe { _mm512_loadu_si512(base.add(LANES * v).cast()) });
     let pairs: [Pairs; NV] = core::array::from_fn(|v| {
         if CONTIG {
-            Pairs {
-                n: 0,
-                runs: [(0, 0); 2],
-            }
+            Pairs::NONE
         } else {
             pairs(src.base, src.valid, v)
         }
@@ -309,10 +311,7 @@ unsafe fn pack_shortcut<const CONTIG: bool>(src: &Src<'_>, ks: Range<usize>, mut
     let idx = unsafe { [0, 1, 2].map(|v| _mm512_loadu_si512(base.add(LANES * v).cast())) };
     let pairs: [Pairs; 3] = core::array::from_fn(|v| {
         if CONTIG {
-            Pairs {
-                n: 0,
-                runs: [(0, 0); 2],
-            }
+            Pairs::NONE
         } else {
             pairs(src.sc_base, src.valid, v)
         }
