@@ -804,14 +804,15 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // prefetchers bring.
     let big = ohw >= 8 * S::NR;
 
-    // Groups of blocks of rows whose weights stay in L2 while the tiles go past. A plane of one
-    // tile (and at most a tail: 7x7) reads each weight once or twice; where its packing reads
-    // strided input (gathers, on rows narrower than a vector), the whole `GROUP` shares each
-    // packing instead (wide_resnet50_2's layer4.0.conv2, 1024 channels 14x14 -> 7x7, one
-    // thread: 10.8 -> 8.1 ms; resnet50's: 2.2 -> 2.0 ms).
+    // Groups of blocks of rows whose weights stay in L2 while the tiles go past. On a small
+    // plane (at most 5 tiles: 14x14 and 7x7) whose packing reads strided input (permutes or
+    // gathers), the whole `GROUP` shares each packing instead: packing then costs more than
+    // reading the weights again per tile. Measured on one thread: wide_resnet50_2's
+    // layer3.0.conv2 (512 channels, 28x28 -> 14x14) 7.9-8.6 -> 6.3-6.4 ms and layer4.0.conv2
+    // 10.8 -> 8.1 ms; resnet50's layer3.0.conv2 1.70 -> 1.54 ms and layer4.0.conv2 2.2 -> 2.0.
     let per_block = S::ROWS * k_total * 4;
     let strided = g.stride > 1 || g.shortcut.is_some_and(|s| s.stride > 1);
-    let blocks = if strided && ohw <= S::NR + TAIL_LANES {
+    let blocks = if strided && ohw <= 5 * S::NR {
         GROUP
     } else {
         (WEIGHTS_BYTES / per_block).clamp(1, GROUP)
