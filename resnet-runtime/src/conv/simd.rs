@@ -804,15 +804,16 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // prefetchers bring.
     let big = ohw >= 8 * S::NR;
 
-    // Groups of blocks of rows whose weights stay in L2 while the tiles go past. On a small
-    // plane (at most 5 tiles: 14x14 and 7x7) whose packing reads strided input (permutes or
-    // gathers), the whole `GROUP` shares each packing instead: packing then costs more than
-    // reading the weights again per tile. Measured on one thread: wide_resnet50_2's
-    // layer3.0.conv2 (512 channels, 28x28 -> 14x14) 7.9-8.6 -> 6.3-6.4 ms and layer4.0.conv2
-    // 10.8 -> 8.1 ms; resnet50's layer3.0.conv2 1.70 -> 1.54 ms and layer4.0.conv2 2.2 -> 2.0.
+    // Groups of blocks of rows whose weights stay in L2 while the tiles go past, except where
+    // the packing reads strided input (permutes or gathers): there the whole `GROUP` shares
+    // each packing, which costs more than reading the weights again per tile. Measured on one
+    // thread, wide_resnet50_2's stride-2 3x3 convs: layer2.0 (256 channels, 56x56 -> 28x28)
+    // 6.4-6.8 -> 5.5-6.0 ms, layer3.0 7.9-8.6 -> 6.3-6.4 ms, layer4.0 10.8 -> 8.1 ms;
+    // resnet50's layer3.0.conv2 1.70 -> 1.54 ms, layer4.0.conv2 2.2 -> 2.0 ms. (For stride-1
+    // convs on 14x14 and 7x7 planes, the same measured no gain.)
     let per_block = S::ROWS * k_total * 4;
     let strided = g.stride > 1 || g.shortcut.is_some_and(|s| s.stride > 1);
-    let blocks = if strided && ohw <= 5 * S::NR {
+    let blocks = if strided {
         GROUP
     } else {
         (WEIGHTS_BYTES / per_block).clamp(1, GROUP)
