@@ -129,7 +129,10 @@
 //!
 //! As in [`crate::conv`]: jobs are `(image, group, panel)`, consecutive jobs write consecutive
 //! memory, and a range of jobs owns one contiguous slice of the output; with `std`, a call is
-//! split across [`crate::threads::threads`] threads by job ranges.
+//! split across [`crate::threads::threads`] threads by job ranges, or, with fewer images than
+//! threads and weights no larger than the input, by shares of each image's tiles (every job,
+//! its share of the tiles; the output is then written through `conv::OutPtr`, since the shares
+//! interleave).
 
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;

@@ -128,9 +128,10 @@ pub(super) const WEIGHTS_BYTES: usize = 1 << 20;
 pub(super) struct Buf(pub(super) [f32; BUF]);
 
 /// Blocks of rows that share one packing of each chunk when K is chunked (their partial sums live
-/// on the stack meanwhile): 32 panels, 256 output channels, so that a bottleneck's fused
-/// downsampling conv (K of up to 1024 + 2048 strided shortcut rows) packs its input once per
-/// 256 channels (16: resnet50's layer3.0 conv3 4.97 instead of 5.36 ms, measured per block).
+/// on the stack meanwhile): 32 panels, 256 output channels, so that a wide conv packs each
+/// chunk of its input once per 256 channels (with 16, resnet50's layer3.0 block, whose conv3
+/// has K = 256 + 512 strided shortcut rows and 1024 channels, took 5.36 ms instead of 4.97 on
+/// one thread).
 pub(super) const GROUP: usize = 32;
 
 /// One instruction set's microkernel and packers. A value is a proof that the CPU supports
