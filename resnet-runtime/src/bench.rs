@@ -79,10 +79,16 @@ shapes! {
     L1c1 = "layer1.0.conv1 64->64 1x1 56": geom(64, 56, 64, 1, 1, 0);
     L1c2 = "layer1.0.conv2 64->64 3x3 56": geom(64, 56, 64, 3, 1, 1);
     L1c3 = "layer1.0.conv3+ds 64->256 1x1 56, sc 64": conv3(64, 56, 256, Some((64, 1)));
+    L1b1 = "layer1.1.conv1 256->64 1x1 56": geom(256, 56, 64, 1, 1, 0);
+    L1b3 = "layer1.1.conv3 64->256 1x1 56 +res": conv3(64, 56, 256, None);
     L2c2 = "layer2.0.conv2 128->128 3x3/2 56": geom(128, 56, 128, 3, 2, 1);
+    L2b1 = "layer2.1.conv1 512->128 1x1 28": geom(512, 28, 128, 1, 1, 0);
     L2c3 = "layer2.1.conv3 128->512 1x1 28 +res": conv3(128, 28, 512, None);
     L3c1 = "layer3.0.conv1 512->256 1x1 28": geom(512, 28, 256, 1, 1, 0);
+    L3b1 = "layer3.1.conv1 1024->256 1x1 14": geom(1024, 14, 256, 1, 1, 0);
     L3c2 = "layer3.1.conv2 256->256 3x3 14": geom(256, 14, 256, 3, 1, 1);
+    L3b3 = "layer3.1.conv3 256->1024 1x1 14 +res": conv3(256, 14, 1024, None);
+    L4b1 = "layer4.1.conv1 2048->512 1x1 7": geom(2048, 7, 512, 1, 1, 0);
     L4c2 = "layer4.1.conv2 512->512 3x3 7": geom(512, 7, 512, 3, 1, 1);
     L4c3 = "layer4.0.conv3+ds 512->2048 1x1 7, sc 1024/2": conv3(512, 7, 2048, Some((1024, 2)));
 }

@@ -1141,6 +1141,7 @@ mod tests {
             (1, 3, (1, 9), 1, 1, 1, 0, (1, 3, 2)),
             (1, 5, (4, 4), 7, 3, 2, 1, (4, 1, 0)),
             (1, 2, (2, 2 * NR), 3, 1, 1, 0, (2, 1, 0)),  // contiguous shortcut, small for Miri
+            (1, 3, (3, 2 * NR + 1), 5, 1, 1, 0, (4, 1, 0)), // contiguous, but packed: over two tiles
         ];
         for (t, &(n, c, hw, o, k, s, pad, sc)) in cases.iter().enumerate() {
             for (residual, mode) in [

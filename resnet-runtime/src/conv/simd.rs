@@ -200,6 +200,17 @@ pub(super) trait Simd: Copy {
 /// 49th of a 7x7 plane after a tile of 48).
 pub(super) const TAIL_LANES: usize = 2;
 
+/// The largest plane, in tiles ([`Simd::NR`] pixels), whose rows a 1x1 conv reads in place
+/// rather than packing them: up to two tiles, a chunk's rows lie a plane apart (196 bytes on
+/// 7x7), close enough to read where they are; on larger planes each row is a different stretch
+/// of memory (12.5 KB apart on 56x56), and copying the chunk into the packed buffer once costs
+/// less than reading the scattered rows once per panel. Measured on AVX-512, one thread, each
+/// conv alternately both ways (best of 15 rounds, GFLOP/s in place -> packed): resnet50's
+/// layer1.0.conv1 (56x56) 120-128 -> 126-141, layer1.0.conv3 with its downsample 132-133 ->
+/// 145-148, layer3.0.conv1 (28x28) 156-172 -> 164-180, layer3.1.conv1 (14x14) 150-151 ->
+/// 153-156; layer4.1.conv1 (7x7) 155-166 -> 145-158, hence the bound.
+const IN_PLACE_PLANE: usize = 2;
+
 /// The input columns of one chunk of `k` as a kernel reads them: row `k` of the chunk is
 /// `X[k][l] = planes[k * stride + l]` for the enabled lanes `l` (every lane with `full`,
 /// else those whose bit of `mask` is set) and zero for the others: packed columns (rows
@@ -602,14 +613,13 @@ struct TileSrc<'t, S> {
     g: &'t ConvGeom,
     plan: &'t Plan,
     table: bool,
-    /// The main rows are read in place (a 1x1 conv with stride 1 and no padding).
+    /// The main rows are read in place (a 1x1 conv with stride 1 and no padding, on planes
+    /// of at most [`IN_PLACE_PLANE`] tiles).
     direct_main: bool,
-    /// The shortcut rows are read in place (consecutive shortcut pixels).
+    /// The shortcut rows are read in place (consecutive shortcut pixels, likewise).
     direct_sc: bool,
     /// The tile has all `NR` lanes (else the direct reads are masked).
     whole: bool,
-    /// The plane has many tiles: the next one's rows read in place are prefetched.
-    big: bool,
 }
 
 impl<'t, S: Simd> TileSrc<'t, S> {
@@ -623,16 +633,10 @@ impl<'t, S: Simd> TileSrc<'t, S> {
         let (valid, whole) = (src.valid, self.whole);
         if ks.start < src.k_main && self.direct_main {
             let planes = &src.input[ks.start * src.hw + src.base[0] as usize..];
-            if self.big {
-                prefetch_next_tile(planes, src.hw, ks.len(), S::NR);
-            }
             return Cols::in_place(planes, src.hw, ks.len(), valid, whole);
         }
         if ks.start >= src.k_main && self.direct_sc {
             let at = (ks.start - src.k_main) * src.sc_hw + src.sc_base[0] as usize;
-            if self.big {
-                prefetch_next_tile(&src.shortcut[at..], src.sc_hw, ks.len(), S::NR);
-            }
             return Cols::in_place(&src.shortcut[at..], src.sc_hw, ks.len(), valid, whole);
         }
         let dst = &mut buf.0[..ks.len() * S::NR];
@@ -646,17 +650,6 @@ impl<'t, S: Simd> TileSrc<'t, S> {
             pack_on_the_fly(self.g, self.plan, src, ks.clone(), dst, S::NR, S::LANES);
         }
         Cols::packed(dst, ks.len(), S::NR)
-    }
-}
-
-/// Asks for the next tile's columns of rows read in place (`rows` rows `stride` apart from
-/// `planes`, this tile's `nr` lanes at the start of each) to be brought into L2 while this
-/// tile runs: each row is a different stretch of a plane, often on its own page, more
-/// streams than the hardware prefetchers follow.
-#[inline(always)]
-fn prefetch_next_tile(planes: &[f32], stride: usize, rows: usize, nr: usize) {
-    for r in 0..rows {
-        prefetch_l2(planes, r * stride + nr..r * stride + 2 * nr);
     }
 }
 
@@ -800,9 +793,11 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // 1x1, stride 1, no padding: every lane of every channel reads in range.
     let pointwise = g.k == 1 && g.stride == 1 && g.pad == 0 && table;
 
-    // Planes of many tiles: the next tile's output and input are prefetched (see
-    // `prefetch_out`); on small planes a run is a few tiles, whose lines the hardware
-    // prefetchers bring.
+    // Planes of many tiles: the next tile's output and (but for 1x1 convs) input are
+    // prefetched (see `prefetch_out`); on small planes a run is a few tiles, whose lines the
+    // hardware prefetchers bring. (Prefetching a 1x1 conv's next tile of input rows measured
+    // no gain once those rows are packed: resnet50's 1x1 convs on 56x56 and 28x28 within
+    // -3..+4%.)
     let big = ohw >= 8 * S::NR;
 
     // Groups of blocks of rows whose weights stay in L2 while the tiles go past, except where
@@ -860,10 +855,13 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                 g: &g,
                 plan: &plan,
                 table,
-                direct_main: pointwise && (S::MASKED || whole),
-                direct_sc: table && g.shortcut.is_some() && plan.sc_contig && (S::MASKED || whole),
+                direct_main: pointwise && hw <= IN_PLACE_PLANE * S::NR && (S::MASKED || whole),
+                direct_sc: table
+                    && g.shortcut.is_some()
+                    && plan.sc_contig
+                    && sc_hw <= IN_PLACE_PLANE * S::NR
+                    && (S::MASKED || whole),
                 whole,
-                big,
             };
             if S::TAIL && nv <= TAIL_LANES && p0 > 0 && g0 % MR == 0 {
                 tail(&tile, &run, g0..g1, (p0, nv), kc, &mut buf, out);
