@@ -70,7 +70,8 @@ pub struct ConvStep {
 /// 128 input channels per group: their transformed weights (36 x c x o floats, 9.4 MB for 256)
 /// stream from memory once per block of tiles, and a block holds fewer tiles the more channels
 /// it transforms (wide_resnet50_2's layer2.1.conv2, 256 channels at 28x28, one thread: 6.5 ms
-/// as Winograd, 5.0 direct).
+/// as Winograd, 5.0 direct; with the 1 MiB scratch of later runtimes, 6.0-7.6 ms against
+/// 5.7-6.2 in the same session).
 pub fn winograd_pays(g: &resnet_runtime::ConvGeom) -> bool {
     resnet_runtime::winograd::winograd_supported(g)
         && g.oh.div_ceil(4) * g.ow.div_ceil(4) >= 36

@@ -16,7 +16,7 @@
 //!
 //! `winograd: false` (either form) runs every conv directly. By default the 3x3 stride-1 convs
 //! on planes of about 24x24 and up run as Winograd F(4x4, 3x3): 4x fewer multiplies, those
-//! layers' weights 4x larger, and a stack buffer of up to 384 KiB per call. On a
+//! layers' weights 4x larger, and a stack buffer of up to 1 MiB per call. On a
 //! microcontroller, set it to `false`.
 //!
 //! Without `weights`, the module has `Weights::load(path)` and `forward(&weights, ..)`

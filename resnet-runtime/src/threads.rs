@@ -108,6 +108,11 @@ struct Pool {
     busy: Mutex<()>,
 }
 
+/// Stack of each worker thread: a Winograd call keeps its scratch
+/// ([`crate::winograd::SCRATCH_BYTES`], 1 MiB) on the stack, half of Rust's default 2 MiB;
+/// 3 MiB more leaves the rest of a call as much room as a default thread has.
+const WORKER_STACK: usize = crate::winograd::SCRATCH_BYTES + (3 << 20);
+
 /// How long a worker polls for the next task, and the caller for the workers' parts, before
 /// sleeping on a condition variable. The next conv of a forward usually comes sooner, and a
 /// wake-up through the kernel costs tens of microseconds.
@@ -204,6 +209,7 @@ pub(crate) fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
             let (index, seen) = (st.workers, st.generation);
             let spawned = std::thread::Builder::new()
                 .name(format!("resnet-runtime-{index}"))
+                .stack_size(WORKER_STACK)
                 .spawn(move || worker(pool, index, seen));
             if spawned.is_err() {
                 // No more threads to be had: run what would have been theirs here.

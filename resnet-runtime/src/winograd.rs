@@ -122,8 +122,9 @@
 //! `V` for all `cg` channels and the GEMM result fit the scratch: the input transform of a
 //! block is computed once and reused by every panel, and each panel's weights for one position
 //! (`cg * mr` floats) stay in L1/L2 across the block's tiles. When even `NR` tiles do not fit
-//! (`cg` above about 800), the channels are cut into chunks and the GEMM result is carried
-//! across chunks (same bits; the input transform is then redone per group of panels).
+//! (with AVX-512's blocks of 16 tiles, above about 320 channels per group), the channels are
+//! cut into chunks and the GEMM result is carried across chunks (same bits; the input transform
+//! is then redone per group of panels).
 //!
 //! # Threads
 //!
@@ -154,8 +155,26 @@ const POS: usize = ALPHA * ALPHA;
 /// Upper bound of the stack scratch of one call (or of each thread of a call), in bytes.
 pub const SCRATCH_BYTES: usize = SCRATCH_FLOATS * 4;
 
-/// The scratch in floats: 384 KiB (Miri: 64 KiB).
-const SCRATCH_FLOATS: usize = if cfg!(miri) { 16 * 1024 } else { 96 * 1024 };
+/// The scratch in floats: 1 MiB (Miri: 64 KiB). In a forward pass a layer's transformed weights
+/// are in no cache, and when they do not fit L2 they stream from memory once per block of tiles:
+/// this scratch holds all 49 tiles of a 28x28 plane over 128 channels (one pass over their 2.4 MB
+/// instead of four with 384 KiB). Measured on one AVX-512 thread, 640 MB written between calls
+/// (`RESNET_RUNTIME_WINOGRAD_BUDGETS`), 384 KiB -> 1 MiB: 128 channels at 28x28 1.25 -> 1.01 ms
+/// (direct: 1.32); in resnet50 (`resnet-bench --layers`, three runs alternating), its layer2
+/// 3x3 convs 1.04-1.20 -> 0.82-0.99 ms. Weights that fit L2 ([`L2_WEIGHTS`]) keep smaller blocks
+/// ([`L2_SCRATCH_FLOATS`]): with 1 MiB, resnet50's layer1 3x3 convs (64 channels at 56x56) ran
+/// slower in the model (0.81-1.10 ms against 0.77-0.90, three runs alternating).
+const SCRATCH_FLOATS: usize = if cfg!(miri) { 16 * 1024 } else { 256 * 1024 };
+
+/// Transformed weights (bytes, one group's) up to which they stay in L2 across blocks of tiles.
+const L2_WEIGHTS: usize = 1 << 20;
+
+/// The scratch a plan uses for weights up to [`L2_WEIGHTS`]: 384 KiB, so that `V` stays in L2
+/// with them.
+const L2_SCRATCH_FLOATS: usize = 96 * 1024;
+
+/// The scratch buffer of one call (uninitialized until a plan zeroes what it uses).
+type Scratch = [MaybeUninit<f32>; SCRATCH_FLOATS];
 
 /// The least scratch any kernel needs: one channel of `V` and the GEMM result for blocks of
 /// `NR <= 6` tiles and `MRK * MR <= 64` channels.
@@ -553,21 +572,25 @@ fn winograd_jobs<G: Geom>(
     if let Residual::Separate(r) = ops.residual {
         debug_assert_eq!(r.len(), g.output_len());
     }
+    // The scratch, here rather than in `jobs_with`: that is inlined into each arm below, and
+    // its arms' buffers need not share one slot of this frame.
+    let mut buf = [const { MaybeUninit::<f32>::uninit() }; SCRATCH_FLOATS];
+    let buf = &mut buf;
     match (winograd_panel(&g), isa) {
         #[cfg(target_arch = "x86_64")]
         (16, Isa::Avx512) => {
             // SAFETY: `Isa::Avx512` is only chosen (by `Isa::detect`, or by tests after
             // `Isa::available`) when the CPU supports AVX-512F.
-            unsafe { x86::jobs_avx512(gg, ops, jobs, out, part, budget) }
+            unsafe { x86::jobs_avx512(gg, ops, jobs, out, part, budget, buf) }
         }
         #[cfg(target_arch = "x86_64")]
         (16, Isa::Avx2) => {
             // SAFETY: `Isa::Avx2` is only chosen when the CPU supports AVX2 and FMA.
-            unsafe { x86::jobs_avx2(gg, ops, jobs, out, part, budget) }
+            unsafe { x86::jobs_avx2(gg, ops, jobs, out, part, budget, buf) }
         }
-        (16, _) => jobs_with::<G, Portable, 16>(gg, ops, jobs, out, part, budget),
-        (8, _) => jobs_with::<G, Portable, 8>(gg, ops, jobs, out, part, budget),
-        _ => jobs_with::<G, Portable, 4>(gg, ops, jobs, out, part, budget),
+        (16, _) => jobs_with::<G, Portable, 16>(gg, ops, jobs, out, part, budget, buf),
+        (8, _) => jobs_with::<G, Portable, 8>(gg, ops, jobs, out, part, budget, buf),
+        _ => jobs_with::<G, Portable, 4>(gg, ops, jobs, out, part, budget, buf),
     }
 }
 
@@ -774,10 +797,16 @@ impl Plan {
     /// The plan for scratch of `budget` floats (clamped to `MIN_SCRATCH_FLOATS ..=
     /// SCRATCH_FLOATS`; tests pass small budgets to reach channel chunking).
     fn new(g: &ConvGeom, nr: usize, mrk: usize, mr: usize, budget: usize) -> Self {
-        let budget = budget.clamp(MIN_SCRATCH_FLOATS, SCRATCH_FLOATS);
         let tw = g.ow.div_ceil(TILE);
         let tiles = g.oh.div_ceil(TILE) * tw;
         let cg = g.c / g.groups;
+        // Weights that stay in L2 across blocks: smaller blocks, whose `V` stays there too.
+        let budget = if POS * cg * (g.o / g.groups) * 4 <= L2_WEIGHTS {
+            budget.min(L2_SCRATCH_FLOATS)
+        } else {
+            budget
+        };
+        let budget = budget.clamp(MIN_SCRATCH_FLOATS, SCRATCH_FLOATS);
         let mw = mrk * mr;
         // The largest block (at most all the tiles and MAX_BLOCK_TILES; a multiple of NR when
         // above NR) whose V for all channels and GEMM result fit the scratch, but not below NR
@@ -812,6 +841,7 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
     out: OutPtr<'_>,
     (part, parts): (usize, usize),
     budget: usize,
+    buf: &mut Scratch,
 ) {
     let g = gg.get();
     let ohw = g.oh * g.ow;
@@ -821,7 +851,6 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
         return;
     }
     let plan = Plan::new(&g, K::NR, K::MRK, MR, budget);
-    let mut buf = [const { MaybeUninit::<f32>::uninit() }; SCRATCH_FLOATS];
     let used = POS * (plan.v_stride(plan.kc) + plan.block * K::MRK * MR);
     debug_assert!(used <= SCRATCH_FLOATS);
     let scratch = &mut buf[..used.min(SCRATCH_FLOATS)];
@@ -1126,7 +1155,9 @@ mod x86 {
     use core::arch::x86_64::*;
     use core::ops::Range;
 
-    use super::{ALPHA, FullTile, Gemm, Geom, Kernel, LANES, Operands, OutPtr, POS, TILE, jobs_with};
+    use super::{
+        ALPHA, FullTile, Gemm, Geom, Kernel, LANES, Operands, OutPtr, POS, Scratch, TILE, jobs_with,
+    };
     use crate::Residual;
 
     /// [`super::jobs_with`] with the AVX-512 kernel.
@@ -1141,8 +1172,9 @@ mod x86 {
         out: OutPtr<'_>,
         part: (usize, usize),
         budget: usize,
+        buf: &mut Scratch,
     ) {
-        jobs_with::<G, Avx512, 16>(gg, ops, jobs, out, part, budget)
+        jobs_with::<G, Avx512, 16>(gg, ops, jobs, out, part, budget, buf)
     }
 
     /// [`super::jobs_with`] with the AVX2 kernel.
@@ -1157,8 +1189,9 @@ mod x86 {
         out: OutPtr<'_>,
         part: (usize, usize),
         budget: usize,
+        buf: &mut Scratch,
     ) {
-        jobs_with::<G, Avx2, 16>(gg, ops, jobs, out, part, budget)
+        jobs_with::<G, Avx2, 16>(gg, ops, jobs, out, part, budget, buf)
     }
 
     /// Checks that a microkernel's reads and writes for `n` tiles stay within the slices (a
@@ -2359,7 +2392,8 @@ mod tests {
     /// against the direct one ([`crate::conv::conv2d_dyn`]) on the ResNet 3x3 stride-1 shapes,
     /// one thread (its CPU time, on Linux), and prints effective GFLOP/s (`2 * direct MACs / s`). Run it as
     /// `RESNET_RUNTIME_BENCH=1 cargo test --release -p resnet-runtime winograd_bench -- --nocapture`.
-    /// Without the variable it only checks, on the smallest shape, that both agree.
+    /// Without the variable it only checks, on the smallest shape, that both agree. With
+    /// `RESNET_RUNTIME_WINOGRAD_BUDGETS` as well, it compares scratch budgets instead (below).
     #[test]
     fn winograd_bench() {
         use std::time::{Duration, Instant};
@@ -2390,6 +2424,67 @@ mod tests {
             }
             best
         };
+        // `RESNET_RUNTIME_WINOGRAD_BUDGETS=96,256`: instead, times the direct kernel and the
+        // AVX-512 Winograd kernel with each scratch budget (thousands of floats, at most
+        // `SCRATCH_FLOATS`), with 640 MB written before each call (more than this machine's
+        // L3) as in a forward pass, where a layer's weights are in no cache; best of 25 calls
+        // each, interleaved.
+        if let Ok(b) = std::env::var("RESNET_RUNTIME_WINOGRAD_BUDGETS") {
+            if !report || !crate::isa::Isa::Avx512.is_available() {
+                return;
+            }
+            let budgets: Vec<usize> = b
+                .split(',')
+                .filter_map(|x| x.trim().parse::<usize>().ok())
+                .map(|x| x * 1024)
+                .collect();
+            let mut junk = vec![0.0f32; 160 << 20]; // 640 MB
+            for &(c, hw) in &[(64, 56), (128, 28), (256, 28), (256, 14)] {
+                let mut g = geom(1, c, (hw, hw), c, 1, 1);
+                g.relu = true;
+                let d = Data::resnet_like(g, &mut Rng(1));
+                let packed = d.packed();
+                let mut out = vec![0.0; g.output_len()];
+                let mut best = vec![f64::INFINITY; budgets.len()];
+                for _ in 0..25 {
+                    for (i, &b) in budgets.iter().enumerate() {
+                        for (k, j) in junk.iter_mut().enumerate().step_by(16) {
+                            *j += k as f32;
+                        }
+                        let t = Instant::now();
+                        d.run_jobs(&packed, Mode::None, Isa::Avx512, b, 0..job_count(&g), &mut out);
+                        best[i] = best[i].min(t.elapsed().as_secs_f64());
+                    }
+                }
+                let mut direct_packed = vec![0.0; crate::pack::packed_conv_len(&g)];
+                crate::pack::pack_conv(&g, &d.w, None, &mut direct_packed);
+                let mut direct = vec![0.0; g.output_len()];
+                let mut td = f64::INFINITY;
+                for _ in 0..25 {
+                    for (k, j) in junk.iter_mut().enumerate().step_by(16) {
+                        *j += k as f32;
+                    }
+                    let t = Instant::now();
+                    crate::conv::conv2d_dyn(
+                        &g,
+                        &direct_packed,
+                        &d.bias,
+                        &d.input,
+                        None,
+                        Residual::None,
+                        &mut direct,
+                    );
+                    td = td.min(t.elapsed().as_secs_f64());
+                }
+                let mut line = std::format!("{c}@{hw}: direct {:.3} ms", td * 1e3);
+                for (b, t) in budgets.iter().zip(&best) {
+                    line += &std::format!("  [{}K] {:.3} ms", b / 1024, t * 1e3);
+                }
+                std::println!("{line}");
+            }
+            std::hint::black_box(&junk);
+            return;
+        }
         let shapes = [(64, 56), (128, 28), (256, 14), (512, 7)];
         for &(c, hw) in if report { &shapes[..] } else { &shapes[3..] } {
             let mut g = geom(1, c, (hw, hw), c, 1, 1);
