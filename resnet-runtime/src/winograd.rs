@@ -2228,6 +2228,27 @@ mod tests {
         }
     }
 
+    /// The blocks of the full scratch: weights too large for L2 get one block of all 49 tiles of
+    /// a 28x28 plane (AVX-512's blocks: 16 tiles, one panel of 16 channels), so that they
+    /// stream once; weights that fit L2 get blocks within [`L2_SCRATCH_FLOATS`].
+    #[test]
+    fn blocks_by_weight_size() {
+        if cfg!(miri) {
+            return; // Miri's scratch is 64 KiB
+        }
+        let g = |c, hw| geom(1, c, (hw, hw), c, 1, 1);
+        // 128 channels: 36 x 128 x 128 x 4 bytes = 2.4 MB of weights.
+        let wide = Plan::new(&g(128, 28), 16, 1, 16, SCRATCH_FLOATS);
+        assert_eq!((wide.block, wide.kc), (49, 128), "{wide:?}");
+        // 64 channels: 0.6 MB, in L2.
+        let narrow = Plan::new(&g(64, 56), 16, 1, 16, SCRATCH_FLOATS);
+        assert!(
+            POS * (narrow.block * (64 + 16) + V_PAD) <= L2_SCRATCH_FLOATS,
+            "{narrow:?}"
+        );
+        assert!(narrow.block >= 14 && narrow.kc == 64, "{narrow:?}");
+    }
+
     /// Large channel counts with a small scratch: blocks of `NR` tiles and channel chunks.
     #[test]
     fn channel_chunks() {
