@@ -130,6 +130,10 @@ unsafe fn rows16_avx512(len: usize, w: &[f32], bias: &[f32], x: &[f32], out: &mu
     assert!(out.len().is_multiple_of(16) && bias.len() == out.len());
     assert!(x.len() == len && w.len() == out.len() * len);
     let full = len / 16 * 16;
+    // Each block reads 16 rows at once, more streams than the hardware prefetchers follow:
+    // each row's next kilobyte is asked for ahead (resnet50's fc, alternating runs: 0.96-0.98
+    // -> 0.74-0.94 ms; resnet18's 0.20-0.34 -> 0.19-0.20).
+    const PF: usize = 256;
     for ((wr, br), or) in w
         .chunks_exact(16 * len)
         .zip(bias.chunks_exact(16))
@@ -139,6 +143,9 @@ unsafe fn rows16_avx512(len: usize, w: &[f32], bias: &[f32], x: &[f32], out: &mu
         let mut i = 0;
         while i < full {
             // SAFETY: rows `r < 16` of `wr` hold `len` floats, and `i + 16 <= full <= len`.
+            for r in 0..16 {
+                _mm_prefetch::<_MM_HINT_T0>(wr.as_ptr().wrapping_add(r * len + i + PF).cast());
+            }
             let rows: [__m512; 16] =
                 core::array::from_fn(|r| unsafe { _mm512_loadu_ps(wr.as_ptr().add(r * len + i)) });
             let cols = transpose16(rows);
