@@ -2409,6 +2409,11 @@ mod tests {
         Some(ns as f64 * 1e-9)
     }
 
+    /// The direct kernel on `d` (ReLU, no residual), its weights packed as `packed`.
+    fn run_direct(g: &ConvGeom, packed: &[f32], d: &Data, out: &mut [f32]) {
+        crate::conv::conv2d_dyn(g, packed, &d.bias, &d.input, None, Residual::None, out)
+    }
+
     /// A speed report, not an assertion: with `RESNET_RUNTIME_BENCH=1`, times this kernel
     /// against the direct one ([`crate::conv::conv2d_dyn`]) on the ResNet 3x3 stride-1 shapes,
     /// one thread (its CPU time, on Linux), and prints effective GFLOP/s (`2 * direct MACs / s`). Run it as
@@ -2486,15 +2491,7 @@ mod tests {
                         *j += k as f32;
                     }
                     let t = Instant::now();
-                    crate::conv::conv2d_dyn(
-                        &g,
-                        &direct_packed,
-                        &d.bias,
-                        &d.input,
-                        None,
-                        Residual::None,
-                        &mut direct,
-                    );
+                    run_direct(&g, &direct_packed, &d, &mut direct);
                     td = td.min(t.elapsed().as_secs_f64());
                 }
                 let mut line = std::format!("{c}@{hw}: direct {:.3} ms", td * 1e3);
@@ -2514,17 +2511,7 @@ mod tests {
             let mut direct_packed = vec![0.0; crate::pack::packed_conv_len(&g)];
             crate::pack::pack_conv(&g, &d.w, None, &mut direct_packed);
             let mut direct = vec![0.0; g.output_len()];
-            let t_direct = time(&mut || {
-                crate::conv::conv2d_dyn(
-                    &g,
-                    &direct_packed,
-                    &d.bias,
-                    &d.input,
-                    None,
-                    Residual::None,
-                    &mut direct,
-                )
-            });
+            let t_direct = time(&mut || run_direct(&g, &direct_packed, &d, &mut direct));
             let packed = d.packed();
             let flop = 2.0 * g.macs() as f64;
             let mut line = std::format!(
