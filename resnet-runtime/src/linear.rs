@@ -113,7 +113,6 @@ fn linear_here(in_features: usize, out_features: usize, w: &[f32], bias: &[f32],
     }
 }
 
-/// `R` consecutive output features of one sample: `w` is their `[R, in]` rows.
 /// [`linear_here`] for one input row and a multiple of 16 features, with vectors along the
 /// features: each block of 16 rows of `w` is read 16 columns at a time and transposed in
 /// registers, then lane `j` adds `w[j, i] * x[i]` (a multiply, then an add: no fused
@@ -142,10 +141,11 @@ unsafe fn rows16_avx512(len: usize, w: &[f32], bias: &[f32], x: &[f32], out: &mu
         let mut acc = _mm512_setzero_ps();
         let mut i = 0;
         while i < full {
-            // SAFETY: rows `r < 16` of `wr` hold `len` floats, and `i + 16 <= full <= len`.
             for r in 0..16 {
+                // A prefetch never faults: past the last row it asks for nothing useful.
                 _mm_prefetch::<_MM_HINT_T0>(wr.as_ptr().wrapping_add(r * len + i + PF).cast());
             }
+            // SAFETY: rows `r < 16` of `wr` hold `len` floats, and `i + 16 <= full <= len`.
             let rows: [__m512; 16] =
                 core::array::from_fn(|r| unsafe { _mm512_loadu_ps(wr.as_ptr().add(r * len + i)) });
             let cols = transpose16(rows);
@@ -206,6 +206,7 @@ fn transpose16(r: [core::arch::x86_64::__m512; 16]) -> [core::arch::x86_64::__m5
     out
 }
 
+/// `R` consecutive output features of one sample: `w` is their `[R, in]` rows.
 #[inline(always)]
 fn rows<const R: usize>(w: &[f32], bias: &[f32], x: &[f32], out: &mut [f32]) {
     let len = x.len();
