@@ -2454,7 +2454,8 @@ mod tests {
         // AVX-512 Winograd kernel with each scratch budget (thousands of floats, at most
         // `SCRATCH_FLOATS`), with 640 MB written before each call (more than this machine's
         // L3) as in a forward pass, where a layer's weights are in no cache; best of 25 calls
-        // each, interleaved.
+        // each, interleaved. (Weights within `L2_WEIGHTS`, as at 64 channels, keep
+        // `L2_SCRATCH_FLOATS` whatever the budget.)
         if let Ok(b) = std::env::var("RESNET_RUNTIME_WINOGRAD_BUDGETS") {
             if !report || !crate::isa::Isa::Avx512.is_available() {
                 return;
