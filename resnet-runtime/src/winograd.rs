@@ -2456,10 +2456,8 @@ mod tests {
         // L3) as in a forward pass, where a layer's weights are in no cache; best of 25 calls
         // each, interleaved. (Weights within `L2_WEIGHTS`, as at 64 channels, keep
         // `L2_SCRATCH_FLOATS` whatever the budget.)
-        if let Ok(b) = std::env::var("RESNET_RUNTIME_WINOGRAD_BUDGETS") {
-            if !report || !crate::isa::Isa::Avx512.is_available() {
-                return;
-            }
+        let budgets_var = std::env::var("RESNET_RUNTIME_WINOGRAD_BUDGETS").ok();
+        if let Some(b) = budgets_var.filter(|_| report && crate::isa::Isa::Avx512.is_available()) {
             let budgets: Vec<usize> = b
                 .split(',')
                 .filter_map(|x| x.trim().parse::<usize>().ok())

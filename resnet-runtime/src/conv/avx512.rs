@@ -15,7 +15,7 @@ use core::arch::x86_64::*;
 use core::ops::Range;
 
 use super::Residual;
-use super::simd::{Cols, Epi, GROUP, Rows, Simd, Src};
+use super::simd::{BIG_PLANE_TILES, Cols, Epi, GROUP, Rows, Simd, Src};
 use crate::pack::MR;
 
 /// Lanes per vector.
@@ -406,7 +406,7 @@ unsafe fn kernel<const NV: usize, const MASKED: bool>(
     }
 }
 
-/// On planes of at least 8 tiles, asks for the residual lines the epilogue `e` will read to be
+/// On large planes ([`BIG_PLANE_TILES`]), asks for the residual lines the epilogue `e` will read to be
 /// brought into L1 while the kernel runs, so that the epilogue's loads do not wait for them at
 /// the end (a large plane's residual is in no cache). Measured on one thread, alternating with
 /// and without in one process (best of 15 rounds, twice): resnet50's layer1.1.conv3 with its
@@ -415,8 +415,10 @@ unsafe fn kernel<const NV: usize, const MASKED: bool>(
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn prefetch_residual(e: &Epi<'_>) {
+    if e.ohw < BIG_PLANE_TILES * NR {
+        return;
+    }
     let res = match e.residual {
-        _ if e.ohw < 8 * NR => return,
         Residual::None => return,
         Residual::InPlace => e.out.as_ptr(),
         Residual::Separate(r) => r.as_ptr(),

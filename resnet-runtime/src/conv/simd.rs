@@ -200,15 +200,19 @@ pub(super) trait Simd: Copy {
 /// 49th of a 7x7 plane after a tile of 48).
 pub(super) const TAIL_LANES: usize = 2;
 
+/// Planes of at least this many tiles are "large": their next tile's lines are prefetched, and
+/// (AVX-512) the epilogue's residual lines too; on smaller planes the hardware prefetchers keep up.
+pub(super) const BIG_PLANE_TILES: usize = 8;
+
 /// The largest plane, in tiles ([`Simd::NR`] pixels), whose rows a 1x1 conv reads in place
 /// rather than packing them: up to two tiles, a chunk's rows lie a plane apart (196 bytes on
 /// 7x7), close enough to read where they are; on larger planes each row is a different stretch
 /// of memory (12.5 KB apart on 56x56), and copying the chunk into the packed buffer once costs
 /// less than reading the scattered rows once per panel. Measured on AVX-512, one thread, each
-/// conv alternately both ways (best of 15 rounds, GFLOP/s in place -> packed): resnet50's
-/// layer1.0.conv1 (56x56) 120-128 -> 126-141, layer1.0.conv3 with its downsample 132-133 ->
-/// 145-148, layer3.0.conv1 (28x28) 156-172 -> 164-180, layer3.1.conv1 (14x14) 150-151 ->
-/// 153-156; layer4.1.conv1 (7x7) 155-166 -> 145-158, hence the bound.
+/// conv alternately both ways (best of 15 rounds, three runs, GFLOP/s in place -> packed):
+/// resnet50's layer1.0.conv1 (56x56) 117-128 -> 126-141, layer1.0.conv3 with its downsample
+/// 130-134 -> 143-148, layer3.0.conv1 (28x28) 156-172 -> 161-180, layer3.1.conv1 (14x14)
+/// 150-151 -> 153-156; layer4.1.conv1 (7x7) 156-166 -> 145-158, hence the bound.
 const IN_PLACE_PLANE: usize = 2;
 
 /// The input columns of one chunk of `k` as a kernel reads them: row `k` of the chunk is
@@ -796,9 +800,9 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // Planes of many tiles: the next tile's output and (but for 1x1 convs) input are
     // prefetched (see `prefetch_out`); on small planes a run is a few tiles, whose lines the
     // hardware prefetchers bring. (Prefetching a 1x1 conv's next tile of input rows measured
-    // no gain once those rows are packed: resnet50's 1x1 convs on 56x56 and 28x28 within
-    // -3..+4%.)
-    let big = ohw >= 8 * S::NR;
+    // no gain once those rows are packed: resnet50's 1x1 convs on 56x56 and 28x28, -10% to
+    // +4%.)
+    let big = ohw >= BIG_PLANE_TILES * S::NR;
 
     // Groups of blocks of rows whose weights stay in L2 while the tiles go past, except where
     // the packing reads strided input (permutes or gathers): there the whole `GROUP` shares
