@@ -92,6 +92,28 @@
 //! (portable or FMA), never on blocking, tile grouping or how the work is split across calls
 //! or threads: the same bits for any split (tested).
 //!
+//! # Two variants
+//!
+//! With more than 128 input channels per group ([`winograd_tile`]) the kernel runs F(2x2, 3x3)
+//! instead: 2x2 output tiles from 4x4 patches (rows `2*ty - pad ..`), 16 positions, 16
+//! multiplies per 4 outputs (2.25x fewer than direct). There the transformed weights
+//! (`positions * c * o` floats, not in any cache in a forward pass) are what a call waits for,
+//! and F(2x2) has 16 positions to F(4x4)'s 36; its error is also 5-7x smaller (the table
+//! above). Its matrices (Lavin and Gray's):
+//!
+//! ```text
+//!        | 1  0 -1  0 |          | 1    0    0   |
+//! B^T =  | 0  1  1  0 |    G  =  | 1/2  1/2  1/2 |    A^T = | 1  1  1  0 |
+//!        | 0 -1  1  0 |          | 1/2 -1/2  1/2 |          | 0  1 -1 -1 |
+//!        | 0  1  0 -1 |          | 0    0    1   |
+//! ```
+//!
+//! The 1-D input transform of `d0..d3` is `r = [d0 - d2, d1 + d2, d2 - d1, d1 - d3]`, the
+//! output transform of `m0..m3` is `y0 = (m0 + m1) + m2`, `y1 = (m1 - m2) - m3`, applied in
+//! the same order as F(4x4)'s (columns, then rows; `V[i][j]` and `M[i][j]` at position `4i +
+//! j`); everything else below (layouts, accumulation, epilogue, blocking, threads) is the same
+//! with 16 positions in place of 36.
+//!
 //! # Layouts
 //!
 //! Output channels are cut per group into panels of [`winograd_panel`] channels (16; 8 or 4
@@ -143,14 +165,31 @@ use crate::Residual;
 use crate::conv::{Const, Dyn, Geom, OutPtr};
 use crate::geom::{ConvGeom, ConvShape};
 
-/// Outputs per tile side: F(4x4, 3x3).
+/// Outputs per tile side of the large variant, F(4x4, 3x3).
 pub const TILE: usize = 4;
 
-/// Input patch side, `TILE + 2`.
+/// Input patch side of F(4x4, 3x3), `TILE + 2`.
 const ALPHA: usize = TILE + 2;
 
-/// Transform positions per tile, `ALPHA^2`.
+/// Transform positions per tile of F(4x4, 3x3), `ALPHA^2`.
 const POS: usize = ALPHA * ALPHA;
+
+/// Transform positions per tile of F(t x t, 3x3): `(t + 2)^2`.
+const fn positions(t: usize) -> usize {
+    (t + 2) * (t + 2)
+}
+
+/// The variant [`winograd_conv2d`] runs `g` with, as its output tile side: 2 (F(2x2, 3x3)) with
+/// more than 128 input channels per group, else 4 (F(4x4, 3x3)). With many channels the
+/// transformed weights (`(t + 2)^2 * c * o` floats) are what a call streams from memory, and
+/// F(2x2) has 16 positions to F(4x4)'s 36; see the [module docs](self#two-variants).
+pub const fn winograd_tile(g: &ConvGeom) -> usize {
+    if g.groups >= 1 && g.c / g.groups > 128 {
+        2
+    } else {
+        4
+    }
+}
 
 /// Upper bound of the stack scratch of one call (or of each thread of a call), in bytes.
 pub const SCRATCH_BYTES: usize = SCRATCH_FLOATS * 4;
@@ -233,9 +272,15 @@ pub const fn winograd_panels_per_group(g: &ConvGeom) -> usize {
     (g.o / g.groups).div_ceil(winograd_panel(g))
 }
 
-/// Elements of the packed transformed weights: `groups * panels * 36 * (c / groups) * panel`.
+/// Elements of the packed transformed weights: `groups * panels * (t + 2)^2 * (c / groups) *
+/// panel`, `t` the [`winograd_tile`].
 pub const fn winograd_packed_len(g: &ConvGeom) -> usize {
-    g.groups * winograd_panels_per_group(g) * POS * (g.c / g.groups) * winograd_panel(g)
+    packed_len(g, winograd_tile(g))
+}
+
+/// [`winograd_packed_len`] for tile side `t`.
+const fn packed_len(g: &ConvGeom, t: usize) -> usize {
+    g.groups * winograd_panels_per_group(g) * positions(t) * (g.c / g.groups) * winograd_panel(g)
 }
 
 /// `G` times 15 (rows 0 and 5) or 3 (rows 1, 2) or 15 (rows 3, 4): integer rows, and the
@@ -252,18 +297,34 @@ const GINT: [[f64; 3]; ALPHA] = [
 /// Divisors of the rows of [`GINT`].
 const GDEN: [f64; ALPHA] = [1.0, 3.0, 3.0, 15.0, 15.0, 1.0];
 
-/// `(G w G^T)[i][j]` in f64 for one 3x3 filter `w` (row-major): `GINT w GINT^T` exactly (small
-/// integers times f32 values), then one division.
-fn transform_weight(w: &[f32], i: usize, j: usize) -> f64 {
+/// `G` of F(2x2, 3x3) times 2 (rows 1 and 2), and the divisors of its rows.
+const GINT2: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [1.0, 1.0, 1.0],
+    [1.0, -1.0, 1.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Divisors of the rows of [`GINT2`].
+const GDEN2: [f64; 4] = [1.0, 2.0, 2.0, 1.0];
+
+/// `(G w G^T)[i][j]` in f64 for one 3x3 filter `w` (row-major) and tile side `t` (4 or 2):
+/// `GINT w GINT^T` exactly (small integers times f32 values), then one division.
+fn transform_weight(w: &[f32], t: usize, i: usize, j: usize) -> f64 {
+    let (gi, gj, den) = if t == 2 {
+        (&GINT2[i], &GINT2[j], GDEN2[i] * GDEN2[j])
+    } else {
+        (&GINT[i], &GINT[j], GDEN[i] * GDEN[j])
+    };
     let mut s = 0.0;
-    for (a, &ga) in GINT[i].iter().enumerate() {
+    for (a, &ga) in gi.iter().enumerate() {
         let mut row = 0.0;
-        for (b, &gb) in GINT[j].iter().enumerate() {
+        for (b, &gb) in gj.iter().enumerate() {
             row += f64::from(w[a * 3 + b]) * gb;
         }
         s += ga * row;
     }
-    s / (GDEN[i] * GDEN[j])
+    s / den
 }
 
 /// Packs a conv's weights for [`winograd_conv2d`] in the layout the module docs give.
@@ -272,25 +333,31 @@ fn transform_weight(w: &[f32], i: usize, j: usize) -> f64 {
 /// exactly [`winograd_packed_len`] elements, fully written. The transform is computed in f64
 /// and each value rounded to f32 once.
 pub fn pack_winograd(g: &ConvGeom, w: &[f32], out: &mut [f32]) {
+    pack_tile(g, winograd_tile(g), w, out);
+}
+
+/// [`pack_winograd`] for tile side `t` (`out`: [`packed_len`] elements).
+fn pack_tile(g: &ConvGeom, t: usize, w: &[f32], out: &mut [f32]) {
     debug_assert!(winograd_supported(g));
     let og = g.o / g.groups;
     let cg = g.c / g.groups;
     let mr = winograd_panel(g);
     let panels = winograd_panels_per_group(g);
     debug_assert_eq!(w.len(), g.o * cg * 9);
-    debug_assert_eq!(out.len(), winograd_packed_len(g));
+    debug_assert_eq!(out.len(), packed_len(g, t));
+    let alpha = t + 2;
     // `out` is walked in storage order, so every element is written exactly once.
     let mut rows = out.chunks_exact_mut(mr);
     for gi in 0..g.groups {
         for p in 0..panels {
-            for pos in 0..POS {
+            for pos in 0..alpha * alpha {
                 for ci in 0..cg {
                     let Some(row) = rows.next() else { return };
                     for (r, dst) in row.iter_mut().enumerate() {
                         let oc = p * mr + r;
                         *dst = if oc < og {
                             let at = ((gi * og + oc) * cg + ci) * 9;
-                            transform_weight(&w[at..at + 9], pos / ALPHA, pos % ALPHA) as f32
+                            transform_weight(&w[at..at + 9], t, pos / alpha, pos % alpha) as f32
                         } else {
                             0.0
                         };
@@ -379,6 +446,63 @@ fn output_transform<const N: usize>(m: &[f32], stride: usize) -> [[[f32; N]; TIL
         }
     }
     core::array::from_fn(|a| at(&z[a]))
+}
+
+/// The 1-D input transform `B^T d` of F(2x2, 3x3) on four values, with the operations passed
+/// in (as [`bt_ops`]): one operation per output, so every kernel gets the same bits.
+macro_rules! bt2_ops {
+    ($d:expr, add: $add:expr, sub: $sub:expr) => {{
+        let [d0, d1, d2, d3] = $d;
+        [$sub(d0, d2), $add(d1, d2), $sub(d2, d1), $sub(d1, d3)]
+    }};
+}
+
+/// [`bt2_ops`] on scalars.
+#[inline(always)]
+fn bt2(d: [f32; 4]) -> [f32; 4] {
+    bt2_ops!(d, add: |x: f32, y: f32| x + y, sub: |x: f32, y: f32| x - y)
+}
+
+/// The 1-D output transform `A^T m` of F(2x2, 3x3) on four values, with the operations passed
+/// in (as [`bt_ops`]).
+macro_rules! at2_ops {
+    ($m:expr, add: $add:expr, sub: $sub:expr) => {{
+        let [m0, m1, m2, m3] = $m;
+        [$add($add(m0, m1), m2), $sub($sub(m1, m2), m3)]
+    }};
+}
+
+/// [`at2_ops`] on vectors of `N` channels.
+#[inline(always)]
+fn at2<const N: usize>(m: &[[f32; N]; 4]) -> [[f32; N]; 2] {
+    let mut y = [[0.0; N]; 2];
+    for r in 0..N {
+        let col = at2_ops!([m[0][r], m[1][r], m[2][r], m[3][r]], add: |x: f32, y: f32| x + y, sub: |x: f32, y: f32| x - y);
+        y[0][r] = col[0];
+        y[1][r] = col[1];
+    }
+    y
+}
+
+/// [`output_transform`] of F(2x2, 3x3): `M[i][j]` at `m[(4i + j) * stride ..]`; down the
+/// columns, then along the rows: `Y[a][b]`.
+#[inline(always)]
+fn output_transform2<const N: usize>(m: &[f32], stride: usize) -> [[[f32; N]; 2]; 2] {
+    let mut z = [[[0.0f32; N]; 4]; 2];
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "j indexes M's columns and z's second axis: a transpose"
+    )]
+    for j in 0..4 {
+        let col: [[f32; N]; 4] = core::array::from_fn(|i| {
+            let at = (i * 4 + j) * stride;
+            m[at..at + N].try_into().unwrap_or([0.0; N])
+        });
+        let [y0, y1] = at2(&col);
+        z[0][j] = y0;
+        z[1][j] = y1;
+    }
+    [at2(&z[0]), at2(&z[1])]
 }
 
 /// The read-only operands of a call.
@@ -478,6 +602,7 @@ impl Isa {
 fn run_all_jobs<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32], isa: Isa) {
     let g = gg.get();
     let total = job_count(&g);
+    let tile = winograd_tile(&g);
     #[cfg(feature = "std")]
     {
         let threads = crate::threads::threads()
@@ -488,13 +613,22 @@ fn run_all_jobs<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32], isa: Isa) {
             if split_by_tiles(&g, ops, threads) {
                 let out = OutPtr::new(out);
                 return crate::threads::run_parts(threads, &|t| {
-                    winograd_jobs(gg, ops, 0..total, out, (t, threads), isa, SCRATCH_FLOATS)
+                    winograd_jobs(gg, ops, 0..total, out, (t, threads), isa, SCRATCH_FLOATS, tile)
                 });
             }
-            return run_jobs_threaded(gg, ops, out, total, threads, isa);
+            return run_jobs_threaded(gg, ops, out, total, threads, isa, tile);
         }
     }
-    winograd_jobs(gg, ops, 0..total, OutPtr::new(out), (0, 1), isa, SCRATCH_FLOATS)
+    winograd_jobs(
+        gg,
+        ops,
+        0..total,
+        OutPtr::new(out),
+        (0, 1),
+        isa,
+        SCRATCH_FLOATS,
+        tile,
+    )
 }
 
 /// Whether a call split across `threads` threads is split by output tiles (each thread every
@@ -519,6 +653,7 @@ fn run_jobs_threaded<G: Geom>(
     total: usize,
     threads: usize,
     isa: Isa,
+    tile: usize,
 ) {
     let g = gg.get();
     crate::threads::run_job_ranges(
@@ -526,7 +661,18 @@ fn run_jobs_threaded<G: Geom>(
         threads,
         out,
         &|jobs| jobs_output_range(&g, jobs),
-        &|jobs, mine| winograd_jobs(gg, ops, jobs, OutPtr::new(mine), (0, 1), isa, SCRATCH_FLOATS),
+        &|jobs, mine| {
+            winograd_jobs(
+                gg,
+                ops,
+                jobs,
+                OutPtr::new(mine),
+                (0, 1),
+                isa,
+                SCRATCH_FLOATS,
+                tile,
+            )
+        },
     );
 }
 
@@ -548,10 +694,11 @@ pub(crate) const fn jobs_output_range(g: &ConvGeom, jobs: Range<usize>) -> Range
 }
 
 /// Runs jobs `jobs` (see [`job_count`]), share `part.0` of `part.1` of each image's tiles,
-/// with the kernel `isa` (which this CPU must support) and `budget` floats of scratch (see
-/// [`Plan::new`]); `out` is exactly the jobs' [`jobs_output_range`], and a `Separate` residual
-/// is the whole `[n, o, oh, ow]` tensor. No one else writes these tiles of these channels
-/// meanwhile.
+/// with the kernel `isa` (which this CPU must support), `budget` floats of scratch (see
+/// [`Plan::new`]) and tiles of side `tile` (4, or 2: the weights packed for it); `out` is
+/// exactly the jobs' [`jobs_output_range`], and a `Separate` residual is the whole `[n, o, oh,
+/// ow]` tensor. No one else writes these tiles of these channels meanwhile.
+#[allow(clippy::too_many_arguments)]
 fn winograd_jobs<G: Geom>(
     gg: G,
     ops: &Operands<'_>,
@@ -560,10 +707,12 @@ fn winograd_jobs<G: Geom>(
     part: (usize, usize),
     isa: Isa,
     budget: usize,
+    tile: usize,
 ) {
     let g = gg.get();
     debug_assert!(winograd_supported(&g));
-    debug_assert_eq!(ops.packed.len(), winograd_packed_len(&g));
+    debug_assert!(tile == 2 || tile == 4);
+    debug_assert_eq!(ops.packed.len(), packed_len(&g, tile));
     debug_assert_eq!(ops.bias.len(), g.o);
     debug_assert_eq!(ops.input.len(), g.input_len());
     debug_assert!(jobs.start <= jobs.end && jobs.end <= job_count(&g));
@@ -576,21 +725,33 @@ fn winograd_jobs<G: Geom>(
     // its arms' buffers need not share one slot of this frame.
     let mut buf = [const { MaybeUninit::<f32>::uninit() }; SCRATCH_FLOATS];
     let buf = &mut buf;
+    /// The arm for tile side `tile`, as a constant.
+    macro_rules! by_tile {
+        (|$t:ident| $call:expr) => {
+            if tile == 2 {
+                const $t: usize = 2;
+                $call
+            } else {
+                const $t: usize = 4;
+                $call
+            }
+        };
+    }
     match (winograd_panel(&g), isa) {
         #[cfg(target_arch = "x86_64")]
-        (16, Isa::Avx512) => {
+        (16, Isa::Avx512) => by_tile!(|T| {
             // SAFETY: `Isa::Avx512` is only chosen (by `Isa::detect`, or by tests after
             // `Isa::available`) when the CPU supports AVX-512F.
-            unsafe { x86::jobs_avx512(gg, ops, jobs, out, part, budget, buf) }
-        }
+            unsafe { x86::jobs_avx512::<G, T>(gg, ops, jobs, out, part, budget, buf) }
+        }),
         #[cfg(target_arch = "x86_64")]
-        (16, Isa::Avx2) => {
+        (16, Isa::Avx2) => by_tile!(|T| {
             // SAFETY: `Isa::Avx2` is only chosen when the CPU supports AVX2 and FMA.
-            unsafe { x86::jobs_avx2(gg, ops, jobs, out, part, budget, buf) }
-        }
-        (16, _) => jobs_with::<G, Portable, 16>(gg, ops, jobs, out, part, budget, buf),
-        (8, _) => jobs_with::<G, Portable, 8>(gg, ops, jobs, out, part, budget, buf),
-        _ => jobs_with::<G, Portable, 4>(gg, ops, jobs, out, part, budget, buf),
+            unsafe { x86::jobs_avx2::<G, T>(gg, ops, jobs, out, part, budget, buf) }
+        }),
+        (16, _) => by_tile!(|T| jobs_with::<G, Portable, 16, T>(gg, ops, jobs, out, part, budget, buf)),
+        (8, _) => by_tile!(|T| jobs_with::<G, Portable, 8, T>(gg, ops, jobs, out, part, budget, buf)),
+        _ => by_tile!(|T| jobs_with::<G, Portable, 4, T>(gg, ops, jobs, out, part, budget, buf)),
     }
 }
 
@@ -689,9 +850,71 @@ trait Kernel<const MR: usize> {
             }
         }
     }
+
+    /// [`Kernel::input_chunk`] of F(2x2, 3x3): `rows` are the patch's 4 rows and the tiles are
+    /// 2 columns apart. Down each column `u` of the `2n + 2` the tiles read: `t[i][u] =
+    /// bt2(column u)[i]`; then along each row `i`, one tile per lane: `V[4i + j]` of tile `l`
+    /// is `bt2(t[i][2l .. 2l + 4])[j]`.
+    #[inline(always)]
+    fn input_chunk2(rows: &[Option<&[f32]>; 4], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+        let cols = 2 * n + 2;
+        let at = |row: Option<&[f32]>, u: usize| {
+            let x = x0 + u as isize;
+            match row {
+                Some(row) if x >= 0 => row.get(x as usize).copied().unwrap_or(0.0),
+                _ => 0.0,
+            }
+        };
+        let mut t = [[0.0f32; 2 * LANES + 2]; 4];
+        for u in 0..cols {
+            let col = bt2(core::array::from_fn(|r| at(rows[r], u)));
+            for (ti, c) in t.iter_mut().zip(col) {
+                ti[u] = c;
+            }
+        }
+        for (i, ti) in t.iter().enumerate() {
+            let ph: [[f32; LANES]; 4] = core::array::from_fn(|s| core::array::from_fn(|l| ti[2 * l + s]));
+            let mut row = [[0.0f32; LANES]; 4];
+            for l in 0..LANES {
+                let r = bt2([ph[0][l], ph[1][l], ph[2][l], ph[3][l]]);
+                for (o, x) in row.iter_mut().zip(r) {
+                    o[l] = x;
+                }
+            }
+            for (j, vj) in row.iter().enumerate() {
+                Self::store(&mut v[(i * 4 + j) * pos_stride..], vj, n);
+            }
+        }
+    }
+
+    /// [`Kernel::output_full`] of F(2x2, 3x3): a whole 2x2 tile of a 16-channel panel,
+    /// [`output_transform2`] of `m` (stride `mw`), then `v = Y + bias`, `+ residual`, ReLU,
+    /// for the first `dst.rows` channels.
+    #[inline(always)]
+    fn output_full2(m: &[f32], mw: usize, dst: FullTile<'_, '_>) {
+        let y = output_transform2::<16>(m, mw);
+        for r in 0..dst.rows.min(16) {
+            for (a, ya) in y.iter().enumerate() {
+                let at = dst.base + r * dst.ohw + a * dst.ow;
+                assert!(at + 2 <= dst.out.len());
+                for (b, yb) in ya.iter().enumerate() {
+                    let v = yb[r] + dst.bias[r];
+                    // SAFETY (both): `at + b < at + 2 <= out.len()` (asserted), a pixel of
+                    // this call's tiles, which no one else touches meanwhile (`winograd_jobs`).
+                    let v = match dst.residual {
+                        Residual::None => v,
+                        Residual::InPlace => v + unsafe { dst.out.get(at + b) },
+                        Residual::Separate(res) => v + res[at + b],
+                    };
+                    unsafe { dst.out.set(at + b, if dst.relu && v < 0.0 { 0.0 } else { v }) };
+                }
+            }
+        }
+    }
 }
 
-/// Where a whole 4x4 tile of a 16-channel panel goes ([`Kernel::output_full`]).
+/// Where a whole tile (4x4, or 2x2) of a 16-channel panel goes ([`Kernel::output_full`],
+/// [`Kernel::output_full2`]).
 struct FullTile<'r, 'o> {
     /// The panel's bias (zero past its real channels).
     bias: [f32; 16],
@@ -773,12 +996,15 @@ fn portable_gemm<const MR: usize, const NR: usize>(args: &Gemm<'_>, m: &mut [f32
     }
 }
 
-/// Sizes derived from the geometry (and the kernel's `NR`, `MRK`), fixed for a call.
+/// Sizes derived from the geometry (and the tile side, the kernel's `NR`, `MRK`), fixed for a
+/// call.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
-    /// Tiles per row of an image: `ceil(ow / 4)`.
+    /// Transform positions per tile, `(t + 2)^2`.
+    pos: usize,
+    /// Tiles per row of an image: `ceil(ow / t)`.
     tw: usize,
-    /// Tiles per image: `ceil(oh / 4) * tw`.
+    /// Tiles per image: `ceil(oh / t) * tw`.
     tiles: usize,
     /// Tiles per block.
     block: usize,
@@ -794,14 +1020,16 @@ impl Plan {
         kc * self.block + V_PAD
     }
 
-    /// The plan for scratch of `budget` floats (clamped to `MIN_SCRATCH_FLOATS ..=
-    /// SCRATCH_FLOATS`; tests pass small budgets to reach channel chunking).
-    fn new(g: &ConvGeom, nr: usize, mrk: usize, mr: usize, budget: usize) -> Self {
-        let tw = g.ow.div_ceil(TILE);
-        let tiles = g.oh.div_ceil(TILE) * tw;
+    /// The plan for tiles of side `t` and scratch of `budget` floats (clamped to
+    /// `MIN_SCRATCH_FLOATS ..= SCRATCH_FLOATS`; tests pass small budgets to reach channel
+    /// chunking).
+    fn new(g: &ConvGeom, t: usize, nr: usize, mrk: usize, mr: usize, budget: usize) -> Self {
+        let pos = positions(t);
+        let tw = g.ow.div_ceil(t);
+        let tiles = g.oh.div_ceil(t) * tw;
         let cg = g.c / g.groups;
         // Weights that stay in L2 across blocks: smaller blocks, whose `V` stays there too.
-        let budget = if POS * cg * (g.o / g.groups) * 4 <= L2_WEIGHTS {
+        let budget = if pos * cg * (g.o / g.groups) * 4 <= L2_WEIGHTS {
             budget.min(L2_SCRATCH_FLOATS)
         } else {
             budget
@@ -812,7 +1040,7 @@ impl Plan {
         // above NR) whose V for all channels and GEMM result fit the scratch, but not below NR
         // tiles: then channel chunks cost less than streaming all the weights per tile.
         let mut block = tiles.min(MAX_BLOCK_TILES);
-        while block > nr.min(tiles) && POS * (block * (cg + mw) + V_PAD) > budget {
+        while block > nr.min(tiles) && pos * (block * (cg + mw) + V_PAD) > budget {
             block = if block > nr {
                 (block - 1) / nr * nr
             } else {
@@ -825,16 +1053,23 @@ impl Plan {
             block = block / tw * tw;
         }
         // Channels per chunk for that block: all of them, or as many as fit.
-        let kc = ((budget / POS).saturating_sub(V_PAD) / block)
+        let kc = ((budget / pos).saturating_sub(V_PAD) / block)
             .saturating_sub(mw)
             .clamp(1, cg);
-        Plan { tw, tiles, block, kc }
+        Plan {
+            pos,
+            tw,
+            tiles,
+            block,
+            kc,
+        }
     }
 }
 
-/// Runs jobs `jobs` with kernel `K` for panels of `MR` (see [`winograd_jobs`]).
+/// Runs jobs `jobs` with kernel `K` for panels of `MR` and tiles of side `T` (see
+/// [`winograd_jobs`]).
 #[inline(always)]
-fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
+fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize, const T: usize>(
     gg: G,
     ops: &Operands<'_>,
     jobs: Range<usize>,
@@ -850,8 +1085,8 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
     if ohw == 0 || jobs.is_empty() {
         return;
     }
-    let plan = Plan::new(&g, K::NR, K::MRK, MR, budget);
-    let used = POS * (plan.v_stride(plan.kc) + plan.block * K::MRK * MR);
+    let plan = Plan::new(&g, T, K::NR, K::MRK, MR, budget);
+    let used = plan.pos * (plan.v_stride(plan.kc) + plan.block * K::MRK * MR);
     debug_assert!(used <= SCRATCH_FLOATS);
     let scratch = &mut buf[..used.min(SCRATCH_FLOATS)];
     for x in scratch.iter_mut() {
@@ -882,7 +1117,7 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
             other => other,
         };
         let run_ops = Operands { residual, ..*ops };
-        run_panels::<G, K, MR>(
+        run_panels::<G, K, MR, T>(
             gg,
             &plan,
             &run_ops,
@@ -902,7 +1137,7 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize>(
 /// residual) are exactly the output channels those panels write.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize>(
+fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize, const T: usize>(
     gg: G,
     plan: &Plan,
     ops: &Operands<'_>,
@@ -919,15 +1154,15 @@ fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize>(
     let input = &ops.input[(b * g.c + gi * cg) * hw..][..cg * hw];
     let block = plan.block;
     let mw = K::MRK * MR;
-    let (v, m) = scratch.split_at_mut(POS * plan.v_stride(plan.kc));
-    let m = &mut m[..POS * block * mw];
+    let (v, m) = scratch.split_at_mut(plan.pos * plan.v_stride(plan.kc));
+    let m = &mut m[..plan.pos * block * mw];
     let one_chunk = plan.kc >= cg;
 
     let mut t0 = tiles.start;
     while t0 < tiles.end {
         let nt = (tiles.end - t0).min(block);
         if one_chunk {
-            input_transform::<K, MR>(&g, plan, input, 0..cg, t0, nt, v);
+            input_transform::<K, MR, T>(&g, plan, input, 0..cg, t0, nt, v);
         }
         let mut p = panels.start;
         while p < panels.end {
@@ -936,12 +1171,12 @@ fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize>(
             while c0 < cg {
                 let kc = (cg - c0).min(plan.kc);
                 if !one_chunk {
-                    input_transform::<K, MR>(&g, plan, input, c0..c0 + kc, t0, nt, v);
+                    input_transform::<K, MR, T>(&g, plan, input, c0..c0 + kc, t0, nt, v);
                 }
                 gemm_block::<G, K, MR>(gg, plan, ops.packed, gi, p, mk, c0, kc, nt, v, m);
                 c0 += kc;
             }
-            output_block::<K, MR>(&g, plan, ops, gi, p, mk, panels.start, t0, nt, m, out);
+            output_block::<K, MR, T>(&g, plan, ops, gi, p, mk, panels.start, t0, nt, m, out);
             p += mk;
         }
         t0 += nt;
@@ -951,7 +1186,7 @@ fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize>(
 /// The input transform of channels `chans` (of the group's `input`) for tiles `t0 .. t0 + nt`
 /// into `v`: `v[pos * v_stride(kc) + (ci - chans.start) * block + t - t0]`.
 #[inline(always)]
-fn input_transform<K: Kernel<MR>, const MR: usize>(
+fn input_transform<K: Kernel<MR>, const MR: usize, const T: usize>(
     g: &ConvGeom,
     plan: &Plan,
     input: &[f32],
@@ -969,7 +1204,7 @@ fn input_transform<K: Kernel<MR>, const MR: usize>(
         while t < t0 + nt {
             let (ty, tx) = (t / plan.tw, t % plan.tw);
             let n = (plan.tw - tx).min(t0 + nt - t).min(LANES);
-            input_chunk::<K, MR>(g, plane, ty, tx, n, &mut v[k * plan.block + t - t0..], pos_stride);
+            input_chunk::<K, MR, T>(g, plane, ty, tx, n, &mut v[k * plan.block + t - t0..], pos_stride);
             t += n;
         }
     }
@@ -978,7 +1213,7 @@ fn input_transform<K: Kernel<MR>, const MR: usize>(
 /// Transforms tiles `tx .. tx + n` (`n <= LANES`) of tile row `ty` of one channel `plane`:
 /// `V[pos]` of tile `tx + l` goes to `v[pos * pos_stride + l]` (see [`Kernel::input_chunk`]).
 #[inline(always)]
-fn input_chunk<K: Kernel<MR>, const MR: usize>(
+fn input_chunk<K: Kernel<MR>, const MR: usize, const T: usize>(
     g: &ConvGeom,
     plane: &[f32],
     ty: usize,
@@ -987,13 +1222,17 @@ fn input_chunk<K: Kernel<MR>, const MR: usize>(
     v: &mut [f32],
     pos_stride: usize,
 ) {
-    let y0 = (TILE * ty) as isize - g.pad as isize;
-    let x0 = (TILE * tx) as isize - g.pad as isize;
-    let rows: [Option<&[f32]>; ALPHA] = core::array::from_fn(|r| {
+    let y0 = (T * ty) as isize - g.pad as isize;
+    let x0 = (T * tx) as isize - g.pad as isize;
+    let row = |r: usize| {
         let y = y0 + r as isize;
         (y >= 0 && y < g.h as isize).then(|| &plane[y as usize * g.w..][..g.w])
-    });
-    K::input_chunk(&rows, x0, n, v, pos_stride);
+    };
+    if T == 2 {
+        K::input_chunk2(&core::array::from_fn(row), x0, n, v, pos_stride);
+    } else {
+        K::input_chunk(&core::array::from_fn(row), x0, n, v, pos_stride);
+    }
 }
 
 /// [`bt`] on each lane.
@@ -1009,8 +1248,8 @@ fn bt_lanes<const N: usize>(d: &[[f32; N]; ALPHA]) -> [[f32; N]; ALPHA] {
     out
 }
 
-/// The 36 GEMMs of panels `p .. p + mk` over channels `c0 .. c0 + kc` for the block's `nt`
-/// tiles, into `m` (`[block][36][MRK * MR]`).
+/// The `plan.pos` GEMMs of panels `p .. p + mk` over channels `c0 .. c0 + kc` for the block's
+/// `nt` tiles, into `m` (`[block][pos][MRK * MR]`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
@@ -1030,9 +1269,10 @@ fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
     let cg = g.c / g.groups;
     let ppg = winograd_panels_per_group(&g);
     let mw = K::MRK * MR;
-    let u_stride = POS * cg * MR;
-    for pos in 0..POS {
-        let u = &packed[((gi * ppg + p) * POS + pos) * cg * MR + c0 * MR..][..(mk - 1) * u_stride + kc * MR];
+    let npos = plan.pos;
+    let u_stride = npos * cg * MR;
+    for pos in 0..npos {
+        let u = &packed[((gi * ppg + p) * npos + pos) * cg * MR + c0 * MR..][..(mk - 1) * u_stride + kc * MR];
         let vp = &v[pos * plan.v_stride(kc)..][..kc * plan.block];
         let mut j = 0;
         while j < nt {
@@ -1044,10 +1284,10 @@ fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
                 v: &vp[j..],
                 v_stride: plan.block,
                 kc,
-                m_stride: POS * mw,
+                m_stride: npos * mw,
                 accumulate: c0 > 0,
             };
-            K::gemm(&args, n, &mut m[(j * POS + pos) * mw..]);
+            K::gemm(&args, n, &mut m[(j * npos + pos) * mw..]);
             j += n;
         }
     }
@@ -1057,7 +1297,7 @@ fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
 /// is panel `p_first`) for the block's tiles `t0 .. t0 + nt`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn output_block<K: Kernel<MR>, const MR: usize>(
+fn output_block<K: Kernel<MR>, const MR: usize, const T: usize>(
     g: &ConvGeom,
     plan: &Plan,
     ops: &Operands<'_>,
@@ -1071,7 +1311,7 @@ fn output_block<K: Kernel<MR>, const MR: usize>(
     out: OutPtr<'_>,
 ) {
     let og = g.o / g.groups;
-    let mw = m.len() / (POS * plan.block);
+    let mw = m.len() / (plan.pos * plan.block);
     for pp in p..p + mk {
         let rows = (og - pp * MR).min(MR);
         let bias = &ops.bias[gi * og + pp * MR..][..rows];
@@ -1079,13 +1319,13 @@ fn output_block<K: Kernel<MR>, const MR: usize>(
         let bias16: [f32; 16] = core::array::from_fn(|r| bias.get(r).copied().unwrap_or(0.0));
         for t in t0..t0 + nt {
             let (ty, tx) = (t / plan.tw, t % plan.tw);
-            let mt = &m[(t - t0) * POS * mw + (pp - p) * MR..];
+            let mt = &m[(t - t0) * plan.pos * mw + (pp - p) * MR..];
             let tile = OutTile {
-                y0: TILE * ty,
-                x0: TILE * tx,
+                y0: T * ty,
+                x0: T * tx,
                 row0,
             };
-            if MR == 16 && tile.y0 + TILE <= g.oh && tile.x0 + TILE <= g.ow {
+            if MR == 16 && tile.y0 + T <= g.oh && tile.x0 + T <= g.ow {
                 let dst = FullTile {
                     bias: bias16,
                     rows,
@@ -1096,10 +1336,17 @@ fn output_block<K: Kernel<MR>, const MR: usize>(
                     ohw: g.oh * g.ow,
                     ow: g.ow,
                 };
-                K::output_full(mt, mw, dst);
+                if T == 2 {
+                    K::output_full2(mt, mw, dst);
+                } else {
+                    K::output_full(mt, mw, dst);
+                }
+            } else if T == 2 {
+                let y = output_transform2::<MR>(mt, mw);
+                epilogue::<MR, 2>(g, &y, bias, ops.residual, out, &tile);
             } else {
                 let y = output_transform::<MR>(mt, mw);
-                epilogue::<MR>(g, &y, bias, ops.residual, out, &tile);
+                epilogue::<MR, TILE>(g, &y, bias, ops.residual, out, &tile);
             }
         }
     }
@@ -1117,17 +1364,17 @@ struct OutTile {
 /// Stores one tile of one panel: `v = Y + bias`, `+ residual`, ReLU, for the `bias.len()` real
 /// channels and the tile's pixels inside the image.
 #[inline(always)]
-fn epilogue<const MR: usize>(
+fn epilogue<const MR: usize, const T: usize>(
     g: &ConvGeom,
-    y: &[[[f32; MR]; TILE]; TILE],
+    y: &[[[f32; MR]; T]; T],
     bias: &[f32],
     residual: Residual<'_>,
     out: OutPtr<'_>,
     tile: &OutTile,
 ) {
     let ohw = g.oh * g.ow;
-    let ah = (g.oh - tile.y0).min(TILE);
-    let bw = (g.ow - tile.x0).min(TILE);
+    let ah = (g.oh - tile.y0).min(T);
+    let bw = (g.ow - tile.x0).min(T);
     let relu = |v: f32| if g.relu && v < 0.0 { 0.0 } else { v };
     for (r, &bo) in bias.iter().enumerate() {
         for (a, ya) in y.iter().enumerate().take(ah) {
@@ -1165,7 +1412,7 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn jobs_avx512<G: Geom>(
+    pub(super) unsafe fn jobs_avx512<G: Geom, const T: usize>(
         gg: G,
         ops: &Operands<'_>,
         jobs: Range<usize>,
@@ -1174,7 +1421,7 @@ mod x86 {
         budget: usize,
         buf: &mut Scratch,
     ) {
-        jobs_with::<G, Avx512, 16>(gg, ops, jobs, out, part, budget, buf)
+        jobs_with::<G, Avx512, 16, T>(gg, ops, jobs, out, part, budget, buf)
     }
 
     /// [`super::jobs_with`] with the AVX2 kernel.
@@ -1182,7 +1429,7 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn jobs_avx2<G: Geom>(
+    pub(super) unsafe fn jobs_avx2<G: Geom, const T: usize>(
         gg: G,
         ops: &Operands<'_>,
         jobs: Range<usize>,
@@ -1191,7 +1438,7 @@ mod x86 {
         budget: usize,
         buf: &mut Scratch,
     ) {
-        jobs_with::<G, Avx2, 16>(gg, ops, jobs, out, part, budget, buf)
+        jobs_with::<G, Avx2, 16, T>(gg, ops, jobs, out, part, budget, buf)
     }
 
     /// Checks that a microkernel's reads and writes for `n` tiles stay within the slices (a
@@ -1267,6 +1514,18 @@ mod x86 {
         fn output_full(m: &[f32], mw: usize, dst: FullTile<'_, '_>) {
             // SAFETY: AVX-512F is present (as above).
             unsafe { output_full512(m, mw, dst) }
+        }
+
+        #[inline(always)]
+        fn input_chunk2(rows: &[Option<&[f32]>; 4], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+            // SAFETY: AVX-512F is present (as above).
+            unsafe { input_chunk2_512(rows, x0, n, v, pos_stride) }
+        }
+
+        #[inline(always)]
+        fn output_full2(m: &[f32], mw: usize, dst: FullTile<'_, '_>) {
+            // SAFETY: AVX-512F is present (as above).
+            unsafe { output_full2_512(m, mw, dst) }
         }
     }
 
@@ -1459,6 +1718,136 @@ mod x86 {
                 _mm_storeu_ps(out.add(at(1)), _mm512_extractf32x4_ps::<1>(v));
                 _mm_storeu_ps(out.add(at(2)), _mm512_extractf32x4_ps::<2>(v));
                 _mm_storeu_ps(out.add(at(3)), _mm512_extractf32x4_ps::<3>(v));
+            }
+        }
+    }
+
+    /// [`Kernel::input_chunk2`] with 16-lane vectors: the column transforms of the 48 columns
+    /// from `x0` (masked loads, zero outside the image) into `t`; then, per row of `t`, two
+    /// two-source permutes split its first 32 columns into even and odd (columns `2l` and
+    /// `2l + 1`), and the third and fourth phases are those moved one tile along with columns
+    /// 32 and 33 shifted in.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn input_chunk2_512(rows: &[Option<&[f32]>; 4], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+        let add = |a, b| _mm512_add_ps(a, b);
+        let sub = |a, b| _mm512_sub_ps(a, b);
+        // 16 columns of `row` from `x`, zero outside it.
+        let load = |row: &[f32], x: isize| {
+            let w = row.len() as isize;
+            let lo = (-x).clamp(0, 16);
+            let hi = (w - x).clamp(0, 16);
+            let mask = if lo < hi {
+                ((1u32 << hi) - (1u32 << lo)) as u16
+            } else {
+                0
+            };
+            // SAFETY: as in `input_chunk512`.
+            unsafe { _mm512_maskz_loadu_ps(mask, row.as_ptr().wrapping_offset(x)) }
+        };
+        // Columns past the 2n + 2 the tiles read stay zero.
+        let mut t = [[0.0f32; 48]; 4];
+        for q in 0..(2 * n + 2).div_ceil(16).min(3) {
+            let d: [__m512; 4] = core::array::from_fn(|r| match rows[r] {
+                Some(row) => load(row, x0 + 16 * q as isize),
+                None => _mm512_setzero_ps(),
+            });
+            let col = bt2_ops!(d, add: add, sub: sub);
+            for (ti, c) in t.iter_mut().zip(col) {
+                // SAFETY: `ti` holds 48 floats; this writes 16 from `16 * q <= 32`.
+                unsafe { _mm512_storeu_ps(ti.as_mut_ptr().add(16 * q), c) };
+            }
+        }
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let si = _mm512_castps_si512;
+        let ps = _mm512_castsi512_ps;
+        let mask = ((1u32 << n.min(LANES)) - 1) as u16;
+        for (i, ti) in t.iter().enumerate() {
+            // SAFETY: `ti` holds 48 floats.
+            let [a, b, c] = [0, 16, 32].map(|o| unsafe { _mm512_loadu_ps(ti.as_ptr().add(o)) });
+            let e = _mm512_permutex2var_ps(a, even, b);
+            let o = _mm512_permutex2var_ps(a, odd, b);
+            let e1 = ps(_mm512_alignr_epi32::<1>(si(c), si(e)));
+            let c1 = _mm512_alignr_epi32::<1>(si(c), si(c));
+            let o1 = ps(_mm512_alignr_epi32::<1>(c1, si(o)));
+            let row = bt2_ops!([e, o, e1, o1], add: add, sub: sub);
+            for (j, r) in row.into_iter().enumerate() {
+                let at = (i * 4 + j) * pos_stride;
+                assert!(at + n.min(LANES) <= v.len());
+                // SAFETY: the mask covers lanes `0 .. n`, within `v` from `at` (asserted);
+                // masked-off lanes are not written.
+                unsafe { _mm512_mask_storeu_ps(v.as_mut_ptr().add(at), mask, r) };
+            }
+        }
+    }
+
+    /// [`Kernel::output_full2`] in zmm registers, one per `M[i][j]` and `Y[a][b]` (channels in
+    /// lanes); each pixel's 16 channels, `ohw` apart in `out`, are gathered (the residual) and
+    /// scattered (the result) with one index vector.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn output_full2_512(m: &[f32], mw: usize, dst: FullTile<'_, '_>) {
+        let add = |a, b| _mm512_add_ps(a, b);
+        let sub = |a, b| _mm512_sub_ps(a, b);
+        assert!(m.len() >= 15 * mw + 16);
+        let mut z = [[_mm512_setzero_ps(); 4]; 2];
+        #[expect(
+            clippy::needless_range_loop,
+            reason = "j indexes M's columns and z's second axis: a transpose"
+        )]
+        for j in 0..4 {
+            // SAFETY: `(4i + j) * mw + 16 <= m.len()` (asserted).
+            let col: [__m512; 4] =
+                core::array::from_fn(|i| unsafe { _mm512_loadu_ps(m.as_ptr().add((i * 4 + j) * mw)) });
+            let [y0, y1] = at2_ops!(col, add: add, sub: sub);
+            z[0][j] = y0;
+            z[1][j] = y1;
+        }
+        let rows = dst.rows.min(16);
+        // Channel offsets as 32-bit indices.
+        if rows == 0 || 16 * dst.ohw > i32::MAX as usize {
+            return <super::Portable as Kernel<16>>::output_full2(m, mw, dst);
+        }
+        // SAFETY: `bias` holds 16 floats.
+        let bias = unsafe { _mm512_loadu_ps(dst.bias.as_ptr()) };
+        let last = dst.base + (rows - 1) * dst.ohw + dst.ow + 2;
+        assert!(last <= dst.out.len());
+        if let Residual::Separate(res) = dst.residual {
+            assert!(last <= res.len());
+        }
+        let mask = ((1u32 << rows) - 1) as u16;
+        let idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(dst.ohw as i32),
+        );
+        let zero = _mm512_setzero_ps();
+        let out = dst.out.as_ptr();
+        for (a, za) in z.iter().enumerate() {
+            for (b, yb) in at2_ops!(*za, add: add, sub: sub).into_iter().enumerate() {
+                let at = dst.base + a * dst.ow + b;
+                let mut v = add(yb, bias);
+                // SAFETY (gathers and scatter): lane `r < rows` (the mask) addresses
+                // `at + r * ohw < last`, within `out` and `res` (asserted); masked-off lanes
+                // are not accessed. Pixels of this call's tiles (`winograd_jobs`).
+                match dst.residual {
+                    Residual::None => {}
+                    Residual::InPlace => {
+                        v = add(v, unsafe {
+                            _mm512_mask_i32gather_ps::<4>(zero, mask, idx, out.add(at))
+                        })
+                    }
+                    Residual::Separate(res) => {
+                        v = add(v, unsafe {
+                            _mm512_mask_i32gather_ps::<4>(zero, mask, idx, res.as_ptr().add(at))
+                        })
+                    }
+                }
+                if dst.relu {
+                    // `v < 0.0` lanes become 0.0; NaN and -0.0 pass, as in the scalar epilogue.
+                    v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero), zero);
+                }
+                unsafe { _mm512_mask_i32scatter_ps::<4>(out.add(at), mask, idx, v) };
             }
         }
     }
@@ -1775,8 +2164,11 @@ mod tests {
     }
 
     /// The operands of one call in their natural layouts.
+    #[derive(Clone)]
     struct Data {
         g: ConvGeom,
+        /// The tile side the weights are packed for and the kernel runs with.
+        tile: usize,
         /// `[o, c / groups, 3, 3]`.
         w: Vec<f32>,
         bias: Vec<f32>,
@@ -1789,6 +2181,7 @@ mod tests {
         fn random(g: ConvGeom, rng: &mut Rng) -> Self {
             Data {
                 g,
+                tile: winograd_tile(&g),
                 w: rng.vec(g.o * g.c / g.groups * 9),
                 bias: rng.vec(g.o),
                 input: rng.vec(g.input_len()),
@@ -1806,6 +2199,7 @@ mod tests {
             let std = (2.0 / (9.0 * (g.c / g.groups) as f64)).sqrt() as f32;
             Data {
                 g,
+                tile: winograd_tile(&g),
                 w: (0..g.o * g.c / g.groups * 9)
                     .map(|_| rng.normal() * std)
                     .collect(),
@@ -1820,16 +2214,17 @@ mod tests {
         }
 
         fn packed(&self) -> Vec<f32> {
-            let mut packed = vec![f32::NAN; winograd_packed_len(&self.g)];
-            pack_winograd(&self.g, &self.w, &mut packed);
+            let mut packed = vec![f32::NAN; packed_len(&self.g, self.tile)];
+            pack_tile(&self.g, self.tile, &self.w, &mut packed);
             packed
         }
 
         /// The conv in f64 straight from [`ConvGeom`]'s formula, before the ReLU, and the
         /// magnitude of each element's rounding error (see [`tolerance`]):
-        /// `|bias| + |residual| + sum_ci (sum_taps |w|) * max |x over the element's tile's 6x6 patch|`.
+        /// `|bias| + |residual| + sum_ci (sum_taps |w|) * max |x over the element's tile's patch|`.
         fn reference(&self) -> Vec<(f64, f64)> {
             let g = &self.g;
+            let (tile, alpha) = (self.tile, self.tile as isize + 2);
             let (cg, og) = (g.c / g.groups, g.o / g.groups);
             let mut out = Vec::with_capacity(g.output_len());
             for b in 0..g.n {
@@ -1840,14 +2235,14 @@ mod tests {
                             let bias = f64::from(self.bias[o]);
                             let (mut s, mut mag) = (bias, bias.abs());
                             let (py, px) = (
-                                (y / TILE * TILE) as isize - g.pad as isize,
-                                (x / TILE * TILE) as isize - g.pad as isize,
+                                (y / tile * tile) as isize - g.pad as isize,
+                                (x / tile * tile) as isize - g.pad as isize,
                             );
                             for ci in 0..cg {
                                 let ch = gi * cg + ci;
                                 let mut patch_max = 0.0f64;
-                                for iy in py.max(0)..(py + ALPHA as isize).min(g.h as isize) {
-                                    for ix in px.max(0)..(px + ALPHA as isize).min(g.w as isize) {
+                                for iy in py.max(0)..(py + alpha).min(g.h as isize) {
+                                    for ix in px.max(0)..(px + alpha).min(g.w as isize) {
                                         let v = self.input
                                             [((b * g.c + ch) * g.h + iy as usize) * g.w + ix as usize];
                                         patch_max = patch_max.max(f64::from(v.abs()));
@@ -1916,7 +2311,7 @@ mod tests {
             let ops = self.operands(packed, mode);
             let range = jobs_output_range(&self.g, jobs.clone());
             let out = OutPtr::new(&mut out[range]);
-            winograd_jobs(Dyn(&self.g), &ops, jobs, out, (0, 1), isa, budget);
+            winograd_jobs(Dyn(&self.g), &ops, jobs, out, (0, 1), isa, budget, self.tile);
         }
 
         /// Runs the kernel `isa` on every job, tile shares `parts` of `of` (in that order),
@@ -1941,6 +2336,7 @@ mod tests {
                     (part, of),
                     isa,
                     SCRATCH_FLOATS,
+                    self.tile,
                 );
             }
         }
@@ -1986,13 +2382,30 @@ mod tests {
         40.0 * f64::from(f32::EPSILON) * mag
     }
 
-    /// Checks every kernel against the f64 reference.
+    /// The tile sides a test runs a case with: both, or under Miri one, alternating by `seed`.
+    fn tiles(seed: u64) -> &'static [usize] {
+        match (cfg!(miri), seed / 2 % 2) {
+            (false, _) => &[4, 2],
+            (true, 0) => &[4],
+            (true, _) => &[2],
+        }
+    }
+
+    /// Checks every kernel and both tile sides against the f64 reference.
     fn check(g: ConvGeom, mode: Mode, seed: u64) {
         if too_big_for_miri(&g) {
             return;
         }
         assert!(winograd_supported(&g), "{g:?}");
         let d = Data::random(g, &mut Rng(seed));
+        for &tile in tiles(seed) {
+            check_data(&Data { tile, ..d.clone() }, mode, seed);
+        }
+    }
+
+    /// Checks every kernel on `d` against the f64 reference.
+    fn check_data(d: &Data, mode: Mode, seed: u64) {
+        let g = d.g;
         let refs = d.reference();
         // Under Miri, one scratch size per case, alternating.
         let budgets: &[usize] = match (cfg!(miri), seed % 2) {
@@ -2000,6 +2413,7 @@ mod tests {
             (true, 0) => &[SCRATCH_FLOATS],
             (true, _) => &[MIN_SCRATCH_FLOATS],
         };
+        let tile = d.tile;
         for isa in isas() {
             for &budget in budgets {
                 let got = d.run(mode, isa, budget);
@@ -2009,7 +2423,7 @@ mod tests {
                     let tol = tolerance(mag);
                     assert!(
                         (f64::from(v) - r).abs() <= tol,
-                        "{g:?} {mode:?} {isa:?} budget {budget} at {i}: {v} vs {r} (tol {tol})"
+                        "{g:?} {mode:?} {isa:?} F({tile}x{tile}) budget {budget} at {i}: {v} vs {r} (tol {tol})"
                     );
                 }
             }
@@ -2037,7 +2451,7 @@ mod tests {
         let cols: [[f32; ALPHA]; ALPHA] = core::array::from_fn(|s| bt(core::array::from_fn(|r| patch[r][s])));
         let v: [[f32; ALPHA]; ALPHA] = core::array::from_fn(|i| bt(core::array::from_fn(|s| cols[s][i])));
         let m: [[[f32; 1]; ALPHA]; ALPHA] = core::array::from_fn(|i| {
-            core::array::from_fn(|j| [(transform_weight(&w9, i, j) * f64::from(v[i][j])) as f32])
+            core::array::from_fn(|j| [(transform_weight(&w9, TILE, i, j) * f64::from(v[i][j])) as f32])
         });
         let z: [[[f32; 1]; ALPHA]; TILE] = {
             let mut z = [[[0.0; 1]; ALPHA]; TILE];
@@ -2058,6 +2472,39 @@ mod tests {
                     "({a}, {bcol}): {} vs {e}",
                     y[bcol][0]
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn transforms_compute_the_correlation_f2() {
+        // 1-D.
+        let d = [0.5f32, -1.25, 2.0, 0.75];
+        let w = [0.25f32, -1.5, 0.625];
+        let v = bt2(d);
+        let m: [[f32; 1]; 4] = core::array::from_fn(|i| {
+            let u = (0..3).map(|k| GINT2[i][k] * f64::from(w[k])).sum::<f64>() / GDEN2[i];
+            [(u * f64::from(v[i])) as f32]
+        });
+        let y = at2(&m);
+        for i in 0..2 {
+            let e: f32 = (0..3).map(|k| w[k] * d[i + k]).sum();
+            assert!((y[i][0] - e).abs() < 1e-5, "{i}: {} vs {e}", y[i][0]);
+        }
+        // 2-D, through the packed layout and `output_transform2`: one tile, one channel.
+        let w9 = [0.5f32, -0.25, 1.0, 0.75, -1.0, 0.125, 2.0, -0.5, 0.25];
+        let patch: [[f32; 4]; 4] =
+            core::array::from_fn(|r| core::array::from_fn(|s| (r * 7 + s * 3) as f32 / 8.0 - 2.0));
+        let cols: [[f32; 4]; 4] = core::array::from_fn(|s| bt2(core::array::from_fn(|r| patch[r][s])));
+        let v: [[f32; 4]; 4] = core::array::from_fn(|i| bt2(core::array::from_fn(|s| cols[s][i])));
+        let m: Vec<f32> = (0..16)
+            .map(|pos| (transform_weight(&w9, 2, pos / 4, pos % 4) * f64::from(v[pos / 4][pos % 4])) as f32)
+            .collect();
+        let y = output_transform2::<1>(&m, 1);
+        for a in 0..2 {
+            for b in 0..2 {
+                let e: f32 = (0..9).map(|t| w9[t] * patch[a + t / 3][b + t % 3]).sum();
+                assert!((y[a][b][0] - e).abs() < 1e-4, "({a}, {b}): {} vs {e}", y[a][b][0]);
             }
         }
     }
@@ -2096,6 +2543,35 @@ mod tests {
                 }
             }
         }
+        // F(2x2): 16 positions, the same order; `G`'s centre column is 0, 1/2, -1/2, 0.
+        assert_eq!(packed_len(&g, 2), 2 * 16 * 2 * 16);
+        let mut packed = vec![f32::NAN; packed_len(&g, 2)];
+        pack_tile(&g, 2, &w, &mut packed);
+        let g1 = |i: usize| [0.0, 0.5, -0.5, 0.0][i];
+        for p in 0..2 {
+            for pos in 0..16 {
+                for ci in 0..2 {
+                    for r in 0..16 {
+                        let o = p * 16 + r;
+                        let want = if o < 18 {
+                            ((100 * (o + 1) + ci) as f64 * g1(pos / 4) * g1(pos % 4)) as f32
+                        } else {
+                            0.0
+                        };
+                        let got = packed[((p * 16 + pos) * 2 + ci) * 16 + r];
+                        assert_eq!(got, want, "F(2x2) panel {p} pos {pos} ci {ci} r {r}");
+                    }
+                }
+            }
+        }
+        // The variant by channels per group.
+        assert_eq!(winograd_tile(&geom(1, 128, (14, 14), 256, 1, 1)), 4);
+        assert_eq!(winograd_tile(&geom(1, 256, (14, 14), 256, 1, 1)), 2);
+        assert_eq!(winograd_tile(&geom(1, 512, (14, 14), 512, 1, 4)), 4);
+        assert_eq!(
+            winograd_packed_len(&geom(1, 256, (4, 4), 16, 1, 1)),
+            16 * 256 * 16
+        );
         // Narrow groups get narrow panels.
         assert_eq!(winograd_panel(&geom(1, 64, (4, 4), 128, 1, 32)), 4);
         assert_eq!(winograd_panel(&geom(1, 64, (4, 4), 256, 1, 32)), 8);
@@ -2195,34 +2671,40 @@ mod tests {
             if too_big_for_miri(&g) {
                 continue;
             }
-            let d = Data::random(g, &mut rng);
-            let packed = d.packed();
-            let jobs = job_count(&g);
-            assert_eq!(jobs_output_range(&g, 0..jobs), 0..g.output_len());
-            for isa in isas() {
-                let whole = d.run(mode, isa, SCRATCH_FLOATS);
-                for budget in [SCRATCH_FLOATS, MIN_SCRATCH_FLOATS] {
-                    for step in [1, 2, 3, 5, jobs] {
-                        let mut out = d.fresh_out(mode);
-                        let mut q = 0;
-                        while q < jobs {
-                            let end = (q + step).min(jobs);
-                            d.run_jobs(&packed, mode, isa, budget, q..end, &mut out);
-                            q = end;
+            let d0 = Data::random(g, &mut rng);
+            for &tile in tiles(g.c as u64) {
+                let d = Data { tile, ..d0.clone() };
+                let packed = d.packed();
+                let jobs = job_count(&g);
+                assert_eq!(jobs_output_range(&g, 0..jobs), 0..g.output_len());
+                for isa in isas() {
+                    let whole = d.run(mode, isa, SCRATCH_FLOATS);
+                    for budget in [SCRATCH_FLOATS, MIN_SCRATCH_FLOATS] {
+                        for step in [1, 2, 3, 5, jobs] {
+                            let mut out = d.fresh_out(mode);
+                            let mut q = 0;
+                            while q < jobs {
+                                let end = (q + step).min(jobs);
+                                d.run_jobs(&packed, mode, isa, budget, q..end, &mut out);
+                                q = end;
+                            }
+                            let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(
+                                same,
+                                "{g:?} {isa:?} F({tile}x{tile}) budget {budget} split by {step}"
+                            );
                         }
-                        let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
-                        assert!(same, "{g:?} {isa:?} budget {budget} split by {step}");
                     }
-                }
-                // Split by tiles (every job, a share of each image's tiles), shares run in
-                // reverse order.
-                let shares: &[usize] = if cfg!(miri) { &[3] } else { &[2, 3, 7] };
-                for &of in shares {
-                    let mut out = d.fresh_out(mode);
-                    let parts: Vec<usize> = (0..of).rev().collect();
-                    d.run_tile_shares(&packed, mode, isa, &parts, of, &mut out);
-                    let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(same, "{g:?} {isa:?} in {of} tile shares");
+                    // Split by tiles (every job, a share of each image's tiles), shares run in
+                    // reverse order.
+                    let shares: &[usize] = if cfg!(miri) { &[3] } else { &[2, 3, 7] };
+                    for &of in shares {
+                        let mut out = d.fresh_out(mode);
+                        let parts: Vec<usize> = (0..of).rev().collect();
+                        d.run_tile_shares(&packed, mode, isa, &parts, of, &mut out);
+                        let same = out.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{g:?} {isa:?} F({tile}x{tile}) in {of} tile shares");
+                    }
                 }
             }
         }
@@ -2238,15 +2720,19 @@ mod tests {
         }
         let g = |c, hw| geom(1, c, (hw, hw), c, 1, 1);
         // 128 channels: 36 x 128 x 128 x 4 bytes = 2.4 MB of weights.
-        let wide = Plan::new(&g(128, 28), 16, 1, 16, SCRATCH_FLOATS);
+        let wide = Plan::new(&g(128, 28), 4, 16, 1, 16, SCRATCH_FLOATS);
         assert_eq!((wide.block, wide.kc), (49, 128), "{wide:?}");
         // 64 channels: 0.6 MB, in L2.
-        let narrow = Plan::new(&g(64, 56), 16, 1, 16, SCRATCH_FLOATS);
+        let narrow = Plan::new(&g(64, 56), 4, 16, 1, 16, SCRATCH_FLOATS);
         assert!(
             POS * (narrow.block * (64 + 16) + V_PAD) <= L2_SCRATCH_FLOATS,
             "{narrow:?}"
         );
         assert!(narrow.block >= 14 && narrow.kc == 64, "{narrow:?}");
+        // F(2x2) on 14x14 with 256 channels: 16 x 256 x 256 x 4 bytes = 4.2 MB of weights, one
+        // block of all 49 tiles.
+        let f2 = Plan::new(&g(256, 14), 2, 16, 1, 16, SCRATCH_FLOATS);
+        assert_eq!((f2.pos, f2.block, f2.kc), (16, 49, 256), "{f2:?}");
     }
 
     /// Large channel counts with a small scratch: blocks of `NR` tiles and channel chunks.
@@ -2258,8 +2744,10 @@ mod tests {
             if too_big_for_miri(&g) {
                 continue;
             }
-            let plan = Plan::new(&g, 4, 1, 16, MIN_SCRATCH_FLOATS);
-            assert!(plan.kc < c, "{plan:?}");
+            for t in [2, 4] {
+                let plan = Plan::new(&g, t, 4, 1, 16, MIN_SCRATCH_FLOATS);
+                assert!(plan.kc < c, "{plan:?}");
+            }
             check(g, Mode::None, c as u64);
         }
     }
@@ -2331,6 +2819,7 @@ mod tests {
             Wide = with(geom_c(2, 24, 9, 13, 40, 1, 1), false, true), Mode::None;
             Next = with(geom_c(1, 64, 6, 5, 64, 1, 32), true, false), Mode::Separate;
             Tiny = with(geom_c(1, 2, 3, 4, 3, 1, 1), true, true), Mode::InPlace;
+            Many = with(geom_c(1, 144, 6, 7, 20, 1, 1), true, true), Mode::Separate; // F(2x2)
         }
         #[cfg(feature = "std")]
         {
@@ -2385,19 +2874,24 @@ mod tests {
             let o = if small { 16 } else { c };
             let mut g = geom(1, c, (hw, hw), o, 1, 1);
             g.relu = true;
-            let d = Data::resnet_like(g, &mut Rng(c as u64));
-            let refs = d.reference();
-            let scale = refs.iter().map(|&(r, _)| r.max(0.0)).fold(0.0, f64::max);
-            for isa in isas() {
-                let got = d.run(Mode::None, isa, SCRATCH_FLOATS);
-                let err = got
-                    .iter()
-                    .zip(&refs)
-                    .map(|(&v, &(r, _))| (f64::from(v) - r.max(0.0)).abs())
-                    .fold(0.0, f64::max);
-                let rel = err / scale;
-                std::println!("{c:4} ch {hw:2}x{hw:<2} {o:4} out  {isa:?}: max|err| / max|ref| = {rel:.2e}");
-                assert!(rel < 2e-5, "{c} channels, {isa:?}: {rel:e}");
+            let d0 = Data::resnet_like(g, &mut Rng(c as u64));
+            for tile in [4, 2] {
+                let d = Data { tile, ..d0.clone() };
+                let refs = d.reference();
+                let scale = refs.iter().map(|&(r, _)| r.max(0.0)).fold(0.0, f64::max);
+                for isa in isas() {
+                    let got = d.run(Mode::None, isa, SCRATCH_FLOATS);
+                    let err = got
+                        .iter()
+                        .zip(&refs)
+                        .map(|(&v, &(r, _))| (f64::from(v) - r.max(0.0)).abs())
+                        .fold(0.0, f64::max);
+                    let rel = err / scale;
+                    std::println!(
+                        "{c:4} ch {hw:2}x{hw:<2} {o:4} out  F({tile}x{tile}) {isa:?}: max|err| / max|ref| = {rel:.2e}"
+                    );
+                    assert!(rel < 2e-5, "{c} channels, F({tile}x{tile}) {isa:?}: {rel:e}");
+                }
             }
         }
     }
@@ -2464,20 +2958,28 @@ mod tests {
                 .map(|x| x * 1024)
                 .collect();
             let mut junk = vec![0.0f32; 160 << 20]; // 640 MB
-            for &(c, hw) in &[(64, 56), (128, 28), (256, 28), (256, 14)] {
+            for &(c, hw) in &[(64, 56), (128, 28), (256, 28), (256, 14), (512, 14), (512, 7)] {
                 let mut g = geom(1, c, (hw, hw), c, 1, 1);
                 g.relu = true;
-                let d = Data::resnet_like(g, &mut Rng(1));
-                let packed = d.packed();
+                let d0 = Data::resnet_like(g, &mut Rng(1));
+                let mut runs: Vec<(Data, Vec<f32>, usize)> = Vec::new();
+                for tile in [4, 2] {
+                    let d = Data { tile, ..d0.clone() };
+                    let packed = d.packed();
+                    for &b in &budgets {
+                        runs.push((d.clone(), packed.clone(), b));
+                    }
+                }
+                let d = &d0;
                 let mut out = vec![0.0; g.output_len()];
-                let mut best = vec![f64::INFINITY; budgets.len()];
+                let mut best = vec![f64::INFINITY; runs.len()];
                 for _ in 0..25 {
-                    for (i, &b) in budgets.iter().enumerate() {
+                    for (i, (d, packed, b)) in runs.iter().enumerate() {
                         for (k, j) in junk.iter_mut().enumerate().step_by(16) {
                             *j += k as f32;
                         }
                         let t = Instant::now();
-                        d.run_jobs(&packed, Mode::None, Isa::Avx512, b, 0..job_count(&g), &mut out);
+                        d.run_jobs(packed, Mode::None, Isa::Avx512, *b, 0..job_count(&g), &mut out);
                         best[i] = best[i].min(t.elapsed().as_secs_f64());
                     }
                 }
@@ -2490,12 +2992,12 @@ mod tests {
                         *j += k as f32;
                     }
                     let t = Instant::now();
-                    run_direct(&g, &direct_packed, &d, &mut direct);
+                    run_direct(&g, &direct_packed, d, &mut direct);
                     td = td.min(t.elapsed().as_secs_f64());
                 }
                 let mut line = std::format!("{c}@{hw}: direct {:.3} ms", td * 1e3);
-                for (b, t) in budgets.iter().zip(&best) {
-                    line += &std::format!("  [{}K] {:.3} ms", b / 1024, t * 1e3);
+                for ((d, _, b), t) in runs.iter().zip(&best) {
+                    line += &std::format!("  F({0}x{0}) [{1}K] {2:.3} ms", d.tile, b / 1024, t * 1e3);
                 }
                 std::println!("{line}");
             }
@@ -2511,7 +3013,6 @@ mod tests {
             crate::pack::pack_conv(&g, &d.w, None, &mut direct_packed);
             let mut direct = vec![0.0; g.output_len()];
             let t_direct = time(&mut || run_direct(&g, &direct_packed, &d, &mut direct));
-            let packed = d.packed();
             let flop = 2.0 * g.macs() as f64;
             let mut line = std::format!(
                 "{c:3}->{c:3} 3x3 {hw:2}x{hw:<2} {:6.1} MMAC  direct {:6.2} GFLOP/s ({:7.3} ms)",
@@ -2520,7 +3021,9 @@ mod tests {
                 t_direct * 1e3
             );
             let scale = direct.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            for isa in isas() {
+            for (tile, isa) in [4, 2].into_iter().flat_map(|t| isas().map(move |i| (t, i))) {
+                let d = Data { tile, ..d.clone() };
+                let packed = d.packed();
                 let mut out = vec![0.0; g.output_len()];
                 let t = time(&mut || {
                     d.run_jobs(
@@ -2536,8 +3039,15 @@ mod tests {
                     .iter()
                     .zip(&direct)
                     .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(diff <= 1e-4 * scale, "{isa:?}: {diff} vs {scale}");
-                line += &std::format!("  {isa:?} {:6.2} GFLOP/s (x{:4.2})", flop / t / 1e9, t_direct / t);
+                assert!(
+                    diff <= 1e-4 * scale,
+                    "F({tile}x{tile}) {isa:?}: {diff} vs {scale}"
+                );
+                line += &std::format!(
+                    "  F{tile} {isa:?} {:6.1} GFLOP/s (x{:4.2})",
+                    flop / t / 1e9,
+                    t_direct / t
+                );
             }
             if report {
                 std::println!("{line}");
