@@ -72,12 +72,25 @@ pub struct ConvStep {
 /// it transforms (wide_resnet50_2's layer2.1.conv2, 256 channels at 28x28, one thread: 6.5 ms
 /// as Winograd, 5.0 direct; with the 1 MiB scratch of later runtimes, 6.0-7.6 ms against
 /// 5.7-6.2 in the same session).
+///
+/// Convs with 129 to 256 channels per group run as F(2x2, 3x3) instead (the runtime's
+/// `winograd_tile`: 16 positions, 2.25x fewer multiplies, 4.2 MB of weights for 256 channels)
+/// when their planes hold at least 36 tiles of 2x2 (ResNet's 14x14 stage: 49 tiles). With 640
+/// MB written between calls (no weights in any cache, as in a forward pass), one AVX-512
+/// thread, 256 channels at 14x14: 1.31-1.34 ms against 1.41-1.48 direct and 1.48-1.59 as
+/// F(4x4); 256 at 28x28 4.4-4.6 ms against 5.1-5.5 direct (wide_resnet50_2's layer2; not
+/// chosen: see above); 512 at 14x14 7.2-7.3 against 5.9-6.2 and 512 at 7x7 2.4-2.5 against
+/// 1.8 (both stay direct).
 pub fn winograd_pays(g: &resnet_runtime::ConvGeom) -> bool {
+    let cg = g.c / g.groups.max(1);
     resnet_runtime::winograd::winograd_supported(g)
-        && g.oh.div_ceil(4) * g.ow.div_ceil(4) >= 36
-        && g.c / g.groups >= 16
+        && cg >= 16
         && g.o / g.groups >= 16
-        && g.c / g.groups <= 128
+        && if cg <= 128 {
+            g.oh.div_ceil(4) * g.ow.div_ceil(4) >= 36
+        } else {
+            cg <= 256 && g.oh.div_ceil(2) * g.ow.div_ceil(2) >= 36 && g.oh * g.ow <= 14 * 14
+        }
 }
 
 /// One kernel call.
@@ -339,7 +352,8 @@ impl fmt::Display for Program {
                         write!(f, " +relu")?;
                     }
                     if s.winograd {
-                        write!(f, " [winograd F(4x4,3x3)]")?;
+                        let t = resnet_runtime::winograd::winograd_tile(&crate::weights::conv_geom(s));
+                        write!(f, " [winograd F({t}x{t},3x3)]")?;
                     }
                 }
                 StepKind::MaxPool { pool, input, output } => write!(
@@ -440,7 +454,12 @@ mod tests {
         assert!(winograd_pays(&g(256, 28, 2))); // 128 per group
         assert!(winograd_pays(&g(16, 24, 1))); // 6 x 6 tiles
         assert!(!winograd_pays(&g(16, 20, 1))); // 5 x 5 tiles
-        assert!(!winograd_pays(&g(256, 14, 1)));
+        assert!(winograd_pays(&g(256, 14, 1))); // F(2x2)
+        assert!(!winograd_pays(&g(256, 28, 1))); // F(2x2), but 196 tiles: weights streamed per block
+        assert!(!winograd_pays(&g(512, 14, 1))); // F(2x2): 16.8 MB of weights
+        assert!(!winograd_pays(&g(256, 10, 1))); // F(2x2), 25 tiles
+        assert!(winograd_pays(&g(256, 12, 1))); // F(2x2), 36 tiles
+        assert!(!winograd_pays(&g(512, 7, 1)));
         assert!(!winograd_pays(&g(128, 56, 32))); // ResNeXt: 4 channels per group
         assert!(winograd_pays(&g(512, 56, 32))); // 16 per group
         let strided = resnet_runtime::ConvGeom {

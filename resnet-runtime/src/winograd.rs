@@ -1274,9 +1274,12 @@ fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
     for pos in 0..npos {
         let u = &packed[((gi * ppg + p) * npos + pos) * cg * MR + c0 * MR..][..(mk - 1) * u_stride + kc * MR];
         let vp = &v[pos * plan.v_stride(kc)..][..kc * plan.block];
+        // As few calls as `NR` allows, of (nearly) equal size: 49 tiles as 13 + 3 x 12 rather
+        // than 3 x 16 + 1, whose one-tile call would wait on one chain of `kc` multiply-adds.
+        let calls = nt.div_ceil(K::NR);
         let mut j = 0;
-        while j < nt {
-            let n = (nt - j).min(K::NR);
+        for call in 0..calls {
+            let n = nt / calls + usize::from(call < nt % calls);
             let args = Gemm {
                 u,
                 u_stride,
