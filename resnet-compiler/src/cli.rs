@@ -53,7 +53,7 @@ enum Command {
         /// The output directory (created if missing).
         #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
         out_dir: PathBuf,
-        /// Run every conv directly, none as Winograd F(4x4,3x3) (Rust; the C always does):
+        /// Run every conv directly, none as Winograd F(4x4,3x3) or F(2x2,3x3) (Rust; the C always does):
         /// smaller weights, an error closer to torchvision's.
         #[arg(long)]
         no_winograd: bool,

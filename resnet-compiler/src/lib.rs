@@ -31,10 +31,11 @@ pub struct Options {
     /// Alignment of every arena offset, in bytes (a power of two, at least 4). 64 suits a
     /// cache line and any SIMD width; 4 saves a few bytes per tensor on a microcontroller.
     pub align_bytes: usize,
-    /// Whether the 3x3 stride-1 convs on large enough planes run as Winograd F(4x4, 3x3)
-    /// ([`program::winograd_pays`]): 4x fewer multiplies, weights of those layers 4x larger
-    /// (36 transformed taps instead of 9), an error of a few 1e-6 per layer instead of about
-    /// 1e-6. The C back end always runs direct convolutions.
+    /// Whether the 3x3 stride-1 convs on large enough planes run as Winograd F(4x4, 3x3) or,
+    /// with 129-256 channels per group, F(2x2, 3x3) ([`program::winograd_pays`]): 4x (2.25x)
+    /// fewer multiplies, weights of those layers 4x (1.8x) larger (36 or 16 transformed taps
+    /// instead of 9), an error of a few 1e-6 per layer with F(4x4) (about 1e-6 direct, below
+    /// with F(2x2)). The C back end always runs direct convolutions.
     pub winograd: bool,
 }
 

@@ -51,8 +51,8 @@ pub struct ConvStep {
     pub residual: Option<Tensor>,
     /// The input of a projection shortcut, read strided as extra K-columns.
     pub shortcut: Option<Tensor>,
-    /// Whether it runs as Winograd F(4x4, 3x3) (`resnet_runtime::winograd`) rather than as a
-    /// direct convolution; see [`winograd_pays`].
+    /// Whether it runs as Winograd (F(4x4, 3x3), or F(2x2, 3x3) by `resnet_runtime::winograd::
+    /// winograd_tile`) rather than as a direct convolution; see [`winograd_pays`].
     pub winograd: bool,
 }
 

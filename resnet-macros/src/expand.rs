@@ -214,7 +214,8 @@ fn from_inline(input: &ModelInput) -> syn::Result<Expanded> {
 }
 
 /// The compile options of either form: `winograd: false` runs every conv directly (smaller
-/// weights; the default `true` runs the large 3x3 stride-1 convs as Winograd F(4x4, 3x3)).
+/// weights; the default `true` runs the large 3x3 stride-1 convs as Winograd F(4x4, 3x3) or
+/// F(2x2, 3x3)).
 fn options(input: &ModelInput, errors: &mut Errors) -> Options {
     let mut options = Options::default();
     let mut seen = false;

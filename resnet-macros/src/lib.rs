@@ -15,9 +15,10 @@
 //! `weights: "$OUT_DIR/resnet18.safetensors"` for weights a build script fetches or writes.
 //!
 //! `winograd: false` (either form) runs every conv directly. By default the 3x3 stride-1 convs
-//! on planes of about 24x24 and up run as Winograd F(4x4, 3x3): 4x fewer multiplies, those
-//! layers' weights 4x larger, and a stack buffer of up to 1 MiB per call. On a
-//! microcontroller, set it to `false`.
+//! on planes of about 24x24 and up run as Winograd F(4x4, 3x3) (4x fewer multiplies, those
+//! layers' weights 4x larger), and those with 129-256 channels on 12x12 to 14x14 planes as
+//! F(2x2, 3x3) (2.25x fewer, weights 1.8x larger), with a stack buffer of up to 1 MiB per
+//! call. On a microcontroller, set it to `false`.
 //!
 //! Without `weights`, the module has `Weights::load(path)` and `forward(&weights, ..)`
 //! instead, and needs `resnet-runtime`'s `std` feature. The spec can also be written inline,

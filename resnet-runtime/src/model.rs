@@ -17,7 +17,8 @@ pub enum LayerKind<'a> {
         bn: Option<&'a str>,
         /// The projection shortcut's conv and BatchNorm, e.g. `layer1.0.downsample.0` and `.1`.
         shortcut: Option<(&'a str, Option<&'a str>)>,
-        /// Whether the conv runs as Winograd F(4x4, 3x3) ([`crate::winograd`]): the weights
+        /// Whether the conv runs as Winograd ([`crate::winograd`], F(4x4, 3x3) or, by
+        /// [`crate::winograd::winograd_tile`], F(2x2, 3x3)): the weights
         /// are then packed by [`crate::winograd::pack_winograd`], else by
         /// [`crate::pack::pack_conv`].
         winograd: bool,
