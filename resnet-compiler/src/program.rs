@@ -57,30 +57,27 @@ pub struct ConvStep {
 }
 
 /// Whether a conv that `resnet_runtime::winograd` supports (3x3, stride 1, dilation 1, no
-/// projection shortcut) is worth running as Winograd F(4x4, 3x3): when its output planes hold
-/// at least 36 tiles of 4x4 (about 24x24 and up: ResNet's 56x56 and 28x28 stages, CIFAR's
-/// 32x32). On smaller planes the partial edge tiles and the per-tile transforms cost more than
-/// the 4x fewer multiplies save: measured on one AVX-512 core, 256 channels at 14x14 run at
-/// 134 effective GFLOP/s as Winograd and 194 direct, 512 at 7x7 at 151 and 147, while 64
-/// channels at 56x56 and 128 at 28x28 run at 435 and 401 against 205 and 194.
+/// projection shortcut) is worth running as Winograd, F(4x4, 3x3) or F(2x2, 3x3) (the runtime's
+/// `winograd_tile`: more than 128 input channels per group).
 ///
-/// Grouped convs with few channels per group (ResNeXt's 4 and 8) stay direct: there the
-/// per-tile transforms outweigh the small GEMMs (resnext50_32x4d's layer1.0.conv2, 32 groups of
-/// 4 channels at 56x56, ran at 13.5 effective GFLOP/s as Winograd). So do convs with more than
-/// 128 input channels per group: their transformed weights (36 x c x o floats, 9.4 MB for 256)
-/// stream from memory once per block of tiles, and a block holds fewer tiles the more channels
-/// it transforms (wide_resnet50_2's layer2.1.conv2, 256 channels at 28x28, one thread: 6.5 ms
-/// as Winograd, 5.0 direct; with the 1 MiB scratch of later runtimes, 6.0-7.6 ms against
-/// 5.7-6.2 in the same session).
+/// F(4x4) with 16 to 128 channels per group, when the output planes hold at least 36 tiles of
+/// 4x4 (about 24x24 and up: ResNet's 56x56 and 28x28 stages, CIFAR's 32x32). On smaller planes
+/// the partial edge tiles and the per-tile transforms cost more than the 4x fewer multiplies
+/// save: measured on one AVX-512 core, 256 channels at 14x14 run at 134 effective GFLOP/s as
+/// F(4x4) and 194 direct, 512 at 7x7 at 151 and 147, while 64 channels at 56x56 and 128 at
+/// 28x28 run at 435 and 401 against 205 and 194. Grouped convs with few channels per group
+/// (ResNeXt's 4 and 8) stay direct: there the per-tile transforms outweigh the small GEMMs
+/// (resnext50_32x4d's layer1.0.conv2, 32 groups of 4 channels at 56x56, ran at 13.5 effective
+/// GFLOP/s as Winograd).
 ///
-/// Convs with 129 to 256 channels per group run as F(2x2, 3x3) instead (the runtime's
-/// `winograd_tile`: 16 positions, 2.25x fewer multiplies, 4.2 MB of weights for 256 channels)
-/// when their planes hold at least 36 tiles of 2x2 (ResNet's 14x14 stage: 49 tiles). With 640
+/// F(2x2) with 129 to 256 channels per group (16 positions, 2.25x fewer multiplies, 4.2 MB of
+/// weights for 256 channels against F(4x4)'s 9.4), when the planes hold at least 36 tiles of
+/// 2x2 and at most 28x28 pixels (ResNet's 14x14 stage, wide_resnet50_2's 28x28 one). With 640
 /// MB written between calls (no weights in any cache, as in a forward pass), one AVX-512
-/// thread, 256 channels at 14x14: 1.31-1.34 ms against 1.41-1.48 direct and 1.48-1.59 as
-/// F(4x4); 256 at 28x28 4.4-4.6 ms against 5.1-5.5 direct (wide_resnet50_2's layer2; not
-/// chosen: see above); 512 at 14x14 7.2-7.3 against 5.9-6.2 and 512 at 7x7 2.4-2.5 against
-/// 1.8 (both stay direct).
+/// thread: 256 channels at 14x14 1.14 ms against 1.41 direct and 1.51 as F(4x4); 256 at 28x28
+/// 3.59 ms against 5.16 direct; 512 at 7x7 2.06 against 1.73 (stays direct). In the models
+/// (`resnet-bench --layers`, two runs alternating with the previous rule):
+/// wide_resnet50_2's layer2.1-3.conv2 (256 at 28x28) 4.74-5.13 ms direct, 3.16-3.50 as F(2x2).
 pub fn winograd_pays(g: &resnet_runtime::ConvGeom) -> bool {
     let cg = g.c / g.groups.max(1);
     resnet_runtime::winograd::winograd_supported(g)
@@ -89,7 +86,7 @@ pub fn winograd_pays(g: &resnet_runtime::ConvGeom) -> bool {
         && if cg <= 128 {
             g.oh.div_ceil(4) * g.ow.div_ceil(4) >= 36
         } else {
-            cg <= 256 && g.oh.div_ceil(2) * g.ow.div_ceil(2) >= 36 && g.oh * g.ow <= 14 * 14
+            cg <= 256 && g.oh.div_ceil(2) * g.ow.div_ceil(2) >= 36 && g.oh * g.ow <= 28 * 28
         }
 }
 
@@ -450,12 +447,12 @@ mod tests {
         assert!(winograd_pays(&g(64, 56, 1)));
         assert!(winograd_pays(&g(128, 28, 1)));
         assert!(winograd_pays(&g(128, 56, 1))); // wide_resnet50_2's layer1
-        assert!(!winograd_pays(&g(256, 28, 1))); // its layer2: too many channels
+        assert!(winograd_pays(&g(256, 28, 1))); // its layer2: F(2x2)
         assert!(winograd_pays(&g(256, 28, 2))); // 128 per group
         assert!(winograd_pays(&g(16, 24, 1))); // 6 x 6 tiles
         assert!(!winograd_pays(&g(16, 20, 1))); // 5 x 5 tiles
         assert!(winograd_pays(&g(256, 14, 1))); // F(2x2)
-        assert!(!winograd_pays(&g(256, 28, 1))); // F(2x2), but 196 tiles: weights streamed per block
+        assert!(!winograd_pays(&g(256, 56, 1))); // F(2x2), but 3136 pixels
         assert!(!winograd_pays(&g(512, 14, 1))); // F(2x2): 16.8 MB of weights
         assert!(!winograd_pays(&g(256, 10, 1))); // F(2x2), 25 tiles
         assert!(winograd_pays(&g(256, 12, 1))); // F(2x2), 36 tiles

@@ -1454,12 +1454,13 @@ mod x86 {
         assert!(m.len() >= (n - 1) * args.m_stride + args.mk * 16);
     }
 
-    /// 16 channels per zmm register: up to `MRK = 4` panels x `NR = 4` tiles, 16 accumulators.
+    /// 16 channels per zmm register: up to `MRK = 2` panels x `NR = 14` tiles, 28 accumulators
+    /// (two weight loads and 14 broadcasts per 28 multiply-adds).
     pub(super) struct Avx512;
 
     impl Kernel<16> for Avx512 {
-        const NR: usize = 16;
-        const MRK: usize = 1;
+        const NR: usize = 14;
+        const MRK: usize = 2;
 
         #[inline(always)]
         fn gemm(args: &Gemm<'_>, n: usize, m: &mut [f32]) {
@@ -1480,7 +1481,7 @@ mod x86 {
                     }
                 };
             }
-            dispatch!(@n 1; [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2])
+            dispatch!(1, 2; [14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2])
         }
 
         #[inline(always)]
@@ -2714,8 +2715,8 @@ mod tests {
     }
 
     /// The blocks of the full scratch: weights too large for L2 get one block of all 49 tiles of
-    /// a 28x28 plane (AVX-512's blocks: 16 tiles, one panel of 16 channels), so that they
-    /// stream once; weights that fit L2 get blocks within [`L2_SCRATCH_FLOATS`].
+    /// a 28x28 plane (with the GEMM of one panel by 16 tiles), so that they stream once;
+    /// weights that fit L2 get blocks within [`L2_SCRATCH_FLOATS`].
     #[test]
     fn blocks_by_weight_size() {
         if cfg!(miri) {
