@@ -70,14 +70,17 @@ pub struct ConvStep {
 /// (resnext50_32x4d's layer1.0.conv2, 32 groups of 4 channels at 56x56, ran at 13.5 effective
 /// GFLOP/s as Winograd).
 ///
-/// F(2x2) with 129 to 256 channels per group (16 positions, 2.25x fewer multiplies, 4.2 MB of
-/// weights for 256 channels against F(4x4)'s 9.4), when the planes hold at least 36 tiles of
-/// 2x2 and at most 28x28 pixels (ResNet's 14x14 stage, wide_resnet50_2's 28x28 one). With 640
-/// MB written between calls (no weights in any cache, as in a forward pass), one AVX-512
+/// F(2x2) with more channels (16 positions, 2.25x fewer multiplies, 4.2 MB of weights for 256
+/// channels against F(4x4)'s 9.4), when the planes hold at least 36 tiles of 2x2 and either
+/// 129 to 256 channels per group on at most 28x28 pixels (ResNet's 14x14 stage,
+/// wide_resnet50_2's 28x28 one) or up to 512 on at most 14x14 (wide_resnet50_2's layer3). With
+/// 640 MB written between calls (no weights in any cache, as in a forward pass), one AVX-512
 /// thread: 256 channels at 14x14 1.14 ms against 1.41 direct and 1.51 as F(4x4); 256 at 28x28
-/// 3.59 ms against 5.16 direct; 512 at 7x7 2.06 against 1.73 (stays direct). In the models
-/// (`resnet-bench --layers`, two runs alternating with the previous rule):
-/// wide_resnet50_2's layer2.1-3.conv2 (256 at 28x28) 4.74-5.13 ms direct, 3.16-3.50 as F(2x2).
+/// 3.59 ms against 5.16 direct; 512 at 14x14 4.7-5.1 against 5.5-6.0; 512 at 7x7 2.03-2.06
+/// against 1.73-1.78 (stays direct). In the models (`resnet-bench --layers`, two runs
+/// alternating with the previous rule, one thread): wide_resnet50_2's layer2.1-3.conv2 (256
+/// at 28x28) 4.74-5.13 ms direct, 3.16-3.50 as F(2x2); its layer3.1-2.conv2 (512 at 14x14)
+/// 5.76-5.79 direct, 4.55-4.93 as F(2x2).
 pub fn winograd_pays(g: &resnet_runtime::ConvGeom) -> bool {
     let cg = g.c / g.groups.max(1);
     resnet_runtime::winograd::winograd_supported(g)
@@ -86,7 +89,8 @@ pub fn winograd_pays(g: &resnet_runtime::ConvGeom) -> bool {
         && if cg <= 128 {
             g.oh.div_ceil(4) * g.ow.div_ceil(4) >= 36
         } else {
-            cg <= 256 && g.oh.div_ceil(2) * g.ow.div_ceil(2) >= 36 && g.oh * g.ow <= 28 * 28
+            g.oh.div_ceil(2) * g.ow.div_ceil(2) >= 36
+                && (cg <= 256 && g.oh * g.ow <= 28 * 28 || cg <= 512 && g.oh * g.ow <= 14 * 14)
         }
 }
 
@@ -453,7 +457,8 @@ mod tests {
         assert!(!winograd_pays(&g(16, 20, 1))); // 5 x 5 tiles
         assert!(winograd_pays(&g(256, 14, 1))); // F(2x2)
         assert!(!winograd_pays(&g(256, 56, 1))); // F(2x2), but 3136 pixels
-        assert!(!winograd_pays(&g(512, 14, 1))); // F(2x2): 16.8 MB of weights
+        assert!(winograd_pays(&g(512, 14, 1))); // F(2x2), wide_resnet50_2's layer3
+        assert!(!winograd_pays(&g(512, 28, 1))); // F(2x2), but 16.8 MB of weights for 196 tiles
         assert!(!winograd_pays(&g(256, 10, 1))); // F(2x2), 25 tiles
         assert!(winograd_pays(&g(256, 12, 1))); // F(2x2), 36 tiles
         assert!(!winograd_pays(&g(512, 7, 1)));
