@@ -1574,6 +1574,45 @@ mod x86 {
         }
     }
 
+    /// 16 columns of `row` from `x`, zero outside it.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn load_cols(row: &[f32], x: isize) -> __m512 {
+        let w = row.len() as isize;
+        let lo = (-x).clamp(0, 16);
+        let hi = (w - x).clamp(0, 16);
+        let mask = if lo < hi {
+            ((1u32 << hi) - (1u32 << lo)) as u16
+        } else {
+            0
+        };
+        // SAFETY: the mask selects exactly the lanes whose columns are inside `row`; masked-off
+        // lanes are not accessed (and read as zero), so the pointer, computed with wrapping
+        // arithmetic, is only dereferenced within `row`.
+        unsafe { _mm512_maskz_loadu_ps(mask, row.as_ptr().wrapping_offset(x)) }
+    }
+
+    /// The lanes of `mask` (the chunk's tiles) of `row[j]`, `V` at position `first + j`, to
+    /// `v[(first + j) * pos_stride ..]`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn store_positions<const N: usize>(
+        v: &mut [f32],
+        row: &[__m512; N],
+        first: usize,
+        pos_stride: usize,
+        mask: u16,
+    ) {
+        let n = 16 - mask.leading_zeros() as usize;
+        for (j, &r) in row.iter().enumerate() {
+            let at = (first + j) * pos_stride;
+            assert!(at + n <= v.len());
+            // SAFETY: the mask covers lanes `0 .. n`, within `v` from `at` (asserted);
+            // masked-off lanes are not written.
+            unsafe { _mm512_mask_storeu_ps(v.as_mut_ptr().add(at), mask, r) };
+        }
+    }
+
     /// [`Kernel::input_chunk`] with 16-lane vectors: the column transforms of the 80 columns
     /// from `x0` (masked loads, zero outside the image) into `t`; then, per row of `t`, two
     /// rounds of two-source permutes split its first 64 columns into even and odd, then into
@@ -1585,26 +1624,11 @@ mod x86 {
         let add = |a, b| _mm512_add_ps(a, b);
         let sub = |a, b| _mm512_sub_ps(a, b);
         let scale = |c: f32, a| _mm512_mul_ps(_mm512_set1_ps(c), a);
-        // 16 columns of `row` from `x`, zero outside it.
-        let load = |row: &[f32], x: isize| {
-            let w = row.len() as isize;
-            let lo = (-x).clamp(0, 16);
-            let hi = (w - x).clamp(0, 16);
-            let mask = if lo < hi {
-                ((1u32 << hi) - (1u32 << lo)) as u16
-            } else {
-                0
-            };
-            // SAFETY: the mask selects exactly the lanes whose columns are inside `row`;
-            // masked-off lanes are not accessed (and read as zero), so the pointer, computed
-            // with wrapping arithmetic, is only dereferenced within `row`.
-            unsafe { _mm512_maskz_loadu_ps(mask, row.as_ptr().wrapping_offset(x)) }
-        };
         // Columns past the 4n + 2 the tiles read stay zero.
         let mut t = [[0.0f32; 80]; ALPHA];
         for q in 0..(TILE * n + 2).div_ceil(16).min(5) {
             let d: [__m512; ALPHA] = core::array::from_fn(|r| match rows[r] {
-                Some(row) => load(row, x0 + 16 * q as isize),
+                Some(row) => load_cols(row, x0 + 16 * q as isize),
                 None => _mm512_setzero_ps(),
             });
             let col = bt_ops!(d, add: add, sub: sub, scale: scale);
@@ -1636,13 +1660,7 @@ mod x86 {
             let e_next = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(si(e), si(e)));
             let ph5 = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(si(e_next), si(ph1)));
             let row = bt_ops!([ph0, ph1, ph2, ph3, ph4, ph5], add: add, sub: sub, scale: scale);
-            for (j, r) in row.into_iter().enumerate() {
-                let at = (i * ALPHA + j) * pos_stride;
-                assert!(at + n.min(LANES) <= v.len());
-                // SAFETY: the mask covers lanes `0 .. n`, within `v` from `at` (asserted);
-                // masked-off lanes are not written.
-                unsafe { _mm512_mask_storeu_ps(v.as_mut_ptr().add(at), mask, r) };
-            }
+            store_positions(v, &row, i * ALPHA, pos_stride, mask);
         }
     }
 
@@ -1736,24 +1754,11 @@ mod x86 {
     fn input_chunk2_512(rows: &[Option<&[f32]>; 4], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
         let add = |a, b| _mm512_add_ps(a, b);
         let sub = |a, b| _mm512_sub_ps(a, b);
-        // 16 columns of `row` from `x`, zero outside it.
-        let load = |row: &[f32], x: isize| {
-            let w = row.len() as isize;
-            let lo = (-x).clamp(0, 16);
-            let hi = (w - x).clamp(0, 16);
-            let mask = if lo < hi {
-                ((1u32 << hi) - (1u32 << lo)) as u16
-            } else {
-                0
-            };
-            // SAFETY: as in `input_chunk512`.
-            unsafe { _mm512_maskz_loadu_ps(mask, row.as_ptr().wrapping_offset(x)) }
-        };
         // Columns past the 2n + 2 the tiles read stay zero.
         let mut t = [[0.0f32; 48]; 4];
         for q in 0..(2 * n + 2).div_ceil(16).min(3) {
             let d: [__m512; 4] = core::array::from_fn(|r| match rows[r] {
-                Some(row) => load(row, x0 + 16 * q as isize),
+                Some(row) => load_cols(row, x0 + 16 * q as isize),
                 None => _mm512_setzero_ps(),
             });
             let col = bt2_ops!(d, add: add, sub: sub);
@@ -1776,13 +1781,7 @@ mod x86 {
             let c1 = _mm512_alignr_epi32::<1>(si(c), si(c));
             let o1 = ps(_mm512_alignr_epi32::<1>(c1, si(o)));
             let row = bt2_ops!([e, o, e1, o1], add: add, sub: sub);
-            for (j, r) in row.into_iter().enumerate() {
-                let at = (i * 4 + j) * pos_stride;
-                assert!(at + n.min(LANES) <= v.len());
-                // SAFETY: the mask covers lanes `0 .. n`, within `v` from `at` (asserted);
-                // masked-off lanes are not written.
-                unsafe { _mm512_mask_storeu_ps(v.as_mut_ptr().add(at), mask, r) };
-            }
+            store_positions(v, &row, i * 4, pos_stride, mask);
         }
     }
 
