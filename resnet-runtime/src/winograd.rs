@@ -2526,47 +2526,37 @@ mod tests {
                 })
             })
             .collect();
+        // The centre tap's transform at (i, j) is G[i][1] * G[j][1] times the value; `g1`:
+        // `G`'s centre column.
+        let check_layout = |t: usize, g1: &dyn Fn(usize) -> f64| {
+            let (alpha, npos) = (t + 2, positions(t));
+            assert_eq!(packed_len(&g, t), 2 * npos * 2 * 16);
+            let mut packed = vec![f32::NAN; packed_len(&g, t)];
+            pack_tile(&g, t, &w, &mut packed);
+            for p in 0..2 {
+                for pos in 0..npos {
+                    for ci in 0..2 {
+                        for r in 0..16 {
+                            let o = p * 16 + r;
+                            let want = if o < 18 {
+                                ((100 * (o + 1) + ci) as f64 * g1(pos / alpha) * g1(pos % alpha)) as f32
+                            } else {
+                                0.0
+                            };
+                            let got = packed[((p * npos + pos) * 2 + ci) * 16 + r];
+                            assert_eq!(got, want, "F({t}x{t}) panel {p} pos {pos} ci {ci} r {r}");
+                        }
+                    }
+                }
+            }
+        };
+        check_layout(4, &|i| GINT[i][1] / GDEN[i]);
+        // F(2x2): 16 positions, the same order; `G`'s centre column is 0, 1/2, -1/2, 0.
+        check_layout(2, &|i| [0.0, 0.5, -0.5, 0.0][i]);
         let mut packed = vec![f32::NAN; winograd_packed_len(&g)];
         pack_winograd(&g, &w, &mut packed);
-        // The centre tap's transform at (i, j) is G[i][1] * G[j][1] times the value.
-        let g1 = |i: usize| GINT[i][1] / GDEN[i];
-        for p in 0..2 {
-            for pos in 0..POS {
-                for ci in 0..2 {
-                    for r in 0..16 {
-                        let o = p * 16 + r;
-                        let want = if o < 18 {
-                            ((100 * (o + 1) + ci) as f64 * g1(pos / 6) * g1(pos % 6)) as f32
-                        } else {
-                            0.0
-                        };
-                        let got = packed[((p * 36 + pos) * 2 + ci) * 16 + r];
-                        assert_eq!(got, want, "panel {p} pos {pos} ci {ci} r {r}");
-                    }
-                }
-            }
-        }
-        // F(2x2): 16 positions, the same order; `G`'s centre column is 0, 1/2, -1/2, 0.
-        assert_eq!(packed_len(&g, 2), 2 * 16 * 2 * 16);
-        let mut packed = vec![f32::NAN; packed_len(&g, 2)];
-        pack_tile(&g, 2, &w, &mut packed);
-        let g1 = |i: usize| [0.0, 0.5, -0.5, 0.0][i];
-        for p in 0..2 {
-            for pos in 0..16 {
-                for ci in 0..2 {
-                    for r in 0..16 {
-                        let o = p * 16 + r;
-                        let want = if o < 18 {
-                            ((100 * (o + 1) + ci) as f64 * g1(pos / 4) * g1(pos % 4)) as f32
-                        } else {
-                            0.0
-                        };
-                        let got = packed[((p * 16 + pos) * 2 + ci) * 16 + r];
-                        assert_eq!(got, want, "F(2x2) panel {p} pos {pos} ci {ci} r {r}");
-                    }
-                }
-            }
-        }
+        assert_eq!(packed.len(), packed_len(&g, 4));
+        assert!(packed.iter().all(|x| !x.is_nan()));
         // The variant by channels per group.
         assert_eq!(winograd_tile(&geom(1, 128, (14, 14), 256, 1, 1)), 4);
         assert_eq!(winograd_tile(&geom(1, 256, (14, 14), 256, 1, 1)), 2);
