@@ -143,10 +143,12 @@
 //! tiles are processed in blocks of `T` (a multiple of the GEMM's `NR`, up to 64) sized so that
 //! `V` for all `cg` channels and the GEMM result fit the scratch: the input transform of a
 //! block is computed once and reused by every panel, and each panel's weights for one position
-//! (`cg * mr` floats) stay in L1/L2 across the block's tiles. When even `NR` tiles do not fit
-//! (with AVX-512's blocks of 16 tiles, above about 320 channels per group), the channels are
-//! cut into chunks and the GEMM result is carried across chunks (same bits; the input transform
-//! is then redone per group of panels).
+//! (`cg * mr` floats) stay in L1/L2 across the block's tiles. A GEMM call sums all of a
+//! block's channels for up to `MRK` panels and `NR` tiles (AVX-512: 2 and 14), the block's tiles
+//! cut into as few calls as `NR` allows, of nearly equal size. When even `NR` tiles do not fit
+//! (with AVX-512's, above about 480 channels per group for F(4x4), 1100 for F(2x2)), the
+//! channels are cut into chunks and the GEMM result is carried across chunks (same bits; the
+//! input transform is then redone per group of panels).
 //!
 //! # Threads
 //!
