@@ -1276,8 +1276,9 @@ fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
     for pos in 0..npos {
         let u = &packed[((gi * ppg + p) * npos + pos) * cg * MR + c0 * MR..][..(mk - 1) * u_stride + kc * MR];
         let vp = &v[pos * plan.v_stride(kc)..][..kc * plan.block];
-        // As few calls as `NR` allows, of (nearly) equal size: 49 tiles as 13 + 3 x 12 rather
-        // than 3 x 16 + 1, whose one-tile call would wait on one chain of `kc` multiply-adds.
+        // As few calls as `NR` allows, of (nearly) equal size: with AVX-512's 14, 49 tiles as
+        // 13 + 3 x 12 rather than 3 x 14 + 7 (a short call has few independent chains of `kc`
+        // multiply-adds; with 16-tile calls the rest was one tile, a single chain).
         let calls = nt.div_ceil(K::NR);
         let mut j = 0;
         for call in 0..calls {
