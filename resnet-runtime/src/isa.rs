@@ -130,6 +130,47 @@ fn neon() -> bool {
     false
 }
 
+/// The transpose of a 16x16 block held as 16 rows: element `c` of row `r` becomes element `r`
+/// of row `c` (unpacks, then 128-bit lane shuffles). Shared by the AVX-512 classifier and the
+/// Winograd epilogue.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn transpose16(r: [core::arch::x86_64::__m512; 16]) -> [core::arch::x86_64::__m512; 16] {
+    use core::arch::x86_64::*;
+    // Pairs of rows interleaved by 32 bits, then by 64 bits: within each 128-bit lane, a 4x4
+    // transpose of rows 4q .. 4q + 3.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for q in 0..4 {
+        let (a, b, c, d) = (r[4 * q], r[4 * q + 1], r[4 * q + 2], r[4 * q + 3]);
+        let (ab_lo, ab_hi) = (_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+        let (cd_lo, cd_hi) = (_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+        let (lo, hi) = (_mm512_castps_pd(ab_lo), _mm512_castps_pd(cd_lo));
+        t[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
+        t[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
+        let (lo, hi) = (_mm512_castps_pd(ab_hi), _mm512_castps_pd(cd_hi));
+        t[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
+        t[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
+    }
+    // Now lane `l` (128-bit) of `t[4q + k]` holds column `4l + k` of rows `4q .. 4q + 3`.
+    // Gather the four row groups of each column: lanes `l` of `t[k]`, `t[4 + k]`, `t[8 + k]`,
+    // `t[12 + k]` make column `4l + k`.
+    let mut out = [_mm512_setzero_ps(); 16];
+    for k in 0..4 {
+        let (a, b, c, d) = (t[k], t[4 + k], t[8 + k], t[12 + k]);
+        // Lanes 0,1 of a and b / 2,3 of a and b, then the same for c and d.
+        let ab_01 = _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b); // a0 a1 b0 b1
+        let ab_23 = _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b); // a2 a3 b2 b3
+        let cd_01 = _mm512_shuffle_f32x4::<0b01_00_01_00>(c, d); // c0 c1 d0 d1
+        let cd_23 = _mm512_shuffle_f32x4::<0b11_10_11_10>(c, d); // c2 c3 d2 d3
+        out[k] = _mm512_shuffle_f32x4::<0b10_00_10_00>(ab_01, cd_01); // a0 b0 c0 d0
+        out[4 + k] = _mm512_shuffle_f32x4::<0b11_01_11_01>(ab_01, cd_01); // a1 b1 c1 d1
+        out[8 + k] = _mm512_shuffle_f32x4::<0b10_00_10_00>(ab_23, cd_23); // a2 b2 c2 d2
+        out[12 + k] = _mm512_shuffle_f32x4::<0b11_01_11_01>(ab_23, cd_23); // a3 b3 c3 d3
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1858,44 +1858,16 @@ mod x86 {
         }
     }
 
-    /// [`Kernel::transpose`]: 32-bit, 64-bit, then 128-bit and 256-bit interleaves.
+    /// [`Kernel::transpose`] in zmm registers ([`crate::isa::transpose16`]).
     #[target_feature(enable = "avx512f")]
     #[inline]
     fn transpose512(y: &[[f32; 16]; 16]) -> [[f32; 16]; 16] {
         // SAFETY: each row holds 16 floats.
         let r: [__m512; 16] = core::array::from_fn(|i| unsafe { _mm512_loadu_ps(y[i].as_ptr()) });
-        let mut t = [_mm512_setzero_ps(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        let pd = _mm512_castps_pd;
-        let ps = _mm512_castpd_ps;
-        let mut u = [_mm512_setzero_ps(); 16];
-        for i in 0..4 {
-            let b = 4 * i;
-            u[b] = ps(_mm512_unpacklo_pd(pd(t[b]), pd(t[b + 2])));
-            u[b + 1] = ps(_mm512_unpackhi_pd(pd(t[b]), pd(t[b + 2])));
-            u[b + 2] = ps(_mm512_unpacklo_pd(pd(t[b + 1]), pd(t[b + 3])));
-            u[b + 3] = ps(_mm512_unpackhi_pd(pd(t[b + 1]), pd(t[b + 3])));
-        }
-        let mut w = [_mm512_setzero_ps(); 16];
-        for i in 0..2 {
-            let b = 8 * i;
-            for k in 0..4 {
-                w[b + k] = _mm512_shuffle_f32x4::<0x88>(u[b + k], u[b + 4 + k]);
-                w[b + 4 + k] = _mm512_shuffle_f32x4::<0xdd>(u[b + k], u[b + 4 + k]);
-            }
-        }
         let mut out = [[0.0f32; 16]; 16];
-        for k in 0..8 {
-            let lo = _mm512_shuffle_f32x4::<0x88>(w[k], w[8 + k]);
-            let hi = _mm512_shuffle_f32x4::<0xdd>(w[k], w[8 + k]);
+        for (o, c) in out.iter_mut().zip(crate::isa::transpose16(r)) {
             // SAFETY: each row holds 16 floats.
-            unsafe {
-                _mm512_storeu_ps(out[k].as_mut_ptr(), lo);
-                _mm512_storeu_ps(out[8 + k].as_mut_ptr(), hi);
-            }
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), c) };
         }
         out
     }
