@@ -1102,8 +1102,9 @@ mod tests {
             (2, 3, (10, 19), 4, 9, 2, 8, 2, 1),
             (1, 9, (9, 2 * nr + 5), 9, 3, 2, 1, 1, 1), // interior tiles within a row, stride 2
             // A last tile of 1 or 2 pixels after whole ones (49 and 50 pixels: 48 + 1, 4 x 12 + 2, ...),
-            // which the SIMD engines run along output channels: K chunked, a partial panel,
-            // groups, in place, more panels than one block of 8.
+            // which the SIMD engines run along output channels, or, one pixel after a whole
+            // AVX-512 tile, with it (`Simd::EXTRA`): K chunked, a partial panel, groups, in
+            // place, more panels than one block of 8.
             (1, 40, (7, 7), 20, 3, 1, 1, 1, 1),
             (1, 24, (5, 10), 12, 1, 1, 0, 1, 1),
             (1, 32, (7, 7), 64, 3, 1, 1, 1, 4),
@@ -1238,6 +1239,11 @@ mod tests {
             (
                 conv_geom(1, 150, (8, 15), 8, 1, 1, 0, 1, 1, Some((40, 1, 0)), false, true),
                 ResMode::None,
+            ),
+            // 145 pixels: three AVX-512 tiles, the last with one pixel more; K chunked.
+            (
+                conv_geom(1, 12, (5, 29), 20, 3, 1, 1, 1, 1, None, true, true),
+                ResMode::Separate,
             ),
         ] {
             if too_big_for_miri(g.macs()) {

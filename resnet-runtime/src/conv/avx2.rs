@@ -64,7 +64,7 @@ impl Simd for Avx2Fma {
     ) {
         let kc = a.kc;
         a.check(ROWS);
-        b.check(vectors, LANES);
+        b.check(vectors * LANES);
         // Unmasked: every lane of every row in bounds (asserted by `check`).
         let ldb = b.stride;
         assert!(b.full && b.rows == kc && (1..=NR / LANES).contains(&vectors));

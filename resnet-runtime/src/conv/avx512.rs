@@ -15,7 +15,7 @@ use core::arch::x86_64::*;
 use core::ops::Range;
 
 use super::Residual;
-use super::simd::{BIG_PLANE_TILES, Cols, Epi, GROUP, Rows, Simd, Src};
+use super::simd::{BIG_PLANE_TILES, Cols, Epi, GROUP, MAX_LANES, Rows, Simd, Src, row_len};
 use crate::pack::MR;
 
 /// Lanes per vector.
@@ -46,7 +46,8 @@ impl Simd for Avx512 {
 
     unsafe fn pack(self, src: &Src<'_>, ks: Range<usize>, dst: &mut [f32]) {
         src.debug_check(&ks, LANES);
-        assert!(dst.len() >= (ks.end - ks.start) * NR && src.vectors <= NR / LANES);
+        let rows = ks.end - ks.start;
+        assert!(src.vectors <= NR / LANES + 1 && dst.len() >= rows * row_len::<Self>(src.vectors));
         // SAFETY: `self` proves AVX-512F; `dst` holds every row written (asserted); the
         // input reads are the caller's contract (`Src`'s), debug-checked above.
         unsafe { pack(src, ks, dst.as_mut_ptr()) }
@@ -62,12 +63,15 @@ impl Simd for Avx512 {
         epi: Option<&mut Epi<'_>>,
     ) {
         a.check(MR);
-        b.check(vectors, LANES);
+        // The extra pixel's lane, `NR`, is the last one read.
+        let extra = vectors > NR / LANES;
+        b.check(if extra { NR + 1 } else { vectors * LANES });
         // Blocks of `MR` rows are whole panels.
-        assert!(a.row == 0 && a.kc == b.rows && (1..=NR / LANES).contains(&vectors));
-        assert!((first && epi.is_some()) || part.len() >= MR * NR);
+        assert!(a.row == 0 && a.kc == b.rows && (1..=NR / LANES + 1).contains(&vectors));
+        assert!(!extra || b.full);
+        assert!((first && epi.is_some()) || part.len() >= MR * NR + if extra { MR } else { 0 });
         if let Some(e) = &epi {
-            e.check(NR, LANES, vectors);
+            e.check(NR + 1, LANES, vectors);
         }
         let (w, part) = (a.lo.as_ptr(), part.as_mut_ptr());
         // SAFETY: `self` proves AVX-512F; `w` holds `kc * MR` floats, `b`'s enabled lanes
@@ -75,15 +79,18 @@ impl Simd for Avx512 {
         // epilogue's lanes lie in `out` (all asserted).
         unsafe {
             match (vectors, b.full) {
-                (1, true) => kernel::<1, false>(w, b, part, first, epi),
-                (2, true) => kernel::<2, false>(w, b, part, first, epi),
-                (_, true) => kernel::<3, false>(w, b, part, first, epi),
-                (1, false) => kernel::<1, true>(w, b, part, first, epi),
-                (2, false) => kernel::<2, true>(w, b, part, first, epi),
-                (_, false) => kernel::<3, true>(w, b, part, first, epi),
+                (1, true) => kernel::<1, false, false>(w, b, part, first, epi),
+                (2, true) => kernel::<2, false, false>(w, b, part, first, epi),
+                (3, true) => kernel::<3, false, false>(w, b, part, first, epi),
+                (_, true) => kernel::<3, false, true>(w, b, part, first, epi),
+                (1, false) => kernel::<1, true, false>(w, b, part, first, epi),
+                (2, false) => kernel::<2, true, false>(w, b, part, first, epi),
+                (_, false) => kernel::<3, true, false>(w, b, part, first, epi),
             }
         }
     }
+
+    const EXTRA: bool = true;
 
     const TAIL: bool = true;
 
@@ -109,6 +116,7 @@ impl Simd for Avx512 {
 #[target_feature(enable = "avx512f")]
 unsafe fn pack(src: &Src<'_>, ks: Range<usize>, dst: *mut f32) {
     let main = ks.start..ks.end.min(src.k_main);
+    let rl = row_len::<Avx512>(src.vectors);
     let mut row = dst;
     if !main.is_empty() {
         // SAFETY: the caller's contract.
@@ -116,12 +124,14 @@ unsafe fn pack(src: &Src<'_>, ks: Range<usize>, dst: *mut f32) {
             match (src.contig, src.vectors) {
                 (true, 1) => pack_main::<true, 1>(src, main.clone(), row),
                 (true, 2) => pack_main::<true, 2>(src, main.clone(), row),
-                (true, _) => pack_main::<true, 3>(src, main.clone(), row),
+                (true, 3) => pack_main::<true, 3>(src, main.clone(), row),
+                (true, _) => pack_main::<true, 4>(src, main.clone(), row),
                 (false, 1) => pack_main::<false, 1>(src, main.clone(), row),
                 (false, 2) => pack_main::<false, 2>(src, main.clone(), row),
-                (false, _) => pack_main::<false, 3>(src, main.clone(), row),
+                (false, 3) => pack_main::<false, 3>(src, main.clone(), row),
+                (false, _) => pack_main::<false, 4>(src, main.clone(), row),
             }
-            row = row.add(main.len() * NR);
+            row = row.add(main.len() * rl);
         }
     }
     let sc = ks.start.max(src.k_main)..ks.end;
@@ -198,7 +208,7 @@ impl Pairs {
 /// [`Pairs`] of vector `v` of a tile whose lane `l < nv` (bit `l` of `valid`) starts at
 /// `base[l]`.
 #[inline(always)]
-fn pairs(base: &[i32; super::simd::MAX_NR], valid: u64, v: usize) -> Pairs {
+fn pairs(base: &[i32; MAX_LANES], valid: u64, v: usize) -> Pairs {
     let lanes = (valid >> (LANES * v)) as u16;
     let at = |l: usize| base[LANES * v + l] as isize;
     let mut p = Pairs::NONE;
@@ -257,7 +267,7 @@ unsafe fn load_pairs(plane: *const f32, off: isize, p: &Pairs, m: u16) -> __m512
 unsafe fn pack_main<const CONTIG: bool, const NV: usize>(src: &Src<'_>, ks: Range<usize>, mut row: *mut f32) {
     let (mut ci, mut t) = (ks.start / src.taps, ks.start % src.taps);
     let base = src.base.as_ptr();
-    // SAFETY: `base` holds `MAX_NR` = 48 lanes.
+    // SAFETY: `base` holds `MAX_LANES` = 64 lanes.
     let idx: [__m512i; NV] =
         core::array::from_fn(|v| unsafe { _mm512_loadu_si512(base.add(LANES * v).cast()) });
     let pairs: [Pairs; NV] = core::array::from_fn(|v| {
@@ -283,7 +293,7 @@ unsafe fn pack_main<const CONTIG: bool, const NV: usize>(src: &Src<'_>, ks: Rang
                 };
                 let m = (m >> (LANES * v)) as u16;
                 // SAFETY: `load`'s and `load_pairs`'s contract is the caller's (the lanes of
-                // `m` read inside the plane); `row` has `NR` floats left.
+                // `m` read inside the plane); `row` has a row's floats left.
                 unsafe {
                     let x = if !CONTIG && p.n > 0 {
                         load_pairs(plane, at, p, m)
@@ -294,7 +304,7 @@ unsafe fn pack_main<const CONTIG: bool, const NV: usize>(src: &Src<'_>, ks: Rang
                 }
             }
             // SAFETY: the caller's `dst` holds a row per `k`.
-            row = unsafe { row.add(NR) };
+            row = unsafe { row.add(row_len::<Avx512>(NV)) };
         }
         left -= n;
         t = 0;
@@ -307,9 +317,9 @@ unsafe fn pack_main<const CONTIG: bool, const NV: usize>(src: &Src<'_>, ks: Rang
 #[inline]
 unsafe fn pack_shortcut<const CONTIG: bool>(src: &Src<'_>, ks: Range<usize>, mut row: *mut f32) {
     let base = src.sc_base.as_ptr();
-    // SAFETY: `sc_base` holds `MAX_NR` = 48 lanes.
-    let idx = unsafe { [0, 1, 2].map(|v| _mm512_loadu_si512(base.add(LANES * v).cast())) };
-    let pairs: [Pairs; 3] = core::array::from_fn(|v| {
+    // SAFETY: `sc_base` holds `MAX_LANES` = 64 lanes.
+    let idx = unsafe { [0, 1, 2, 3].map(|v| _mm512_loadu_si512(base.add(LANES * v).cast())) };
+    let pairs: [Pairs; 4] = core::array::from_fn(|v| {
         if CONTIG {
             Pairs::NONE
         } else {
@@ -317,6 +327,7 @@ unsafe fn pack_shortcut<const CONTIG: bool>(src: &Src<'_>, ks: Range<usize>, mut
         }
     });
     let base0 = src.sc_base[0] as isize;
+    let rl = row_len::<Avx512>(src.vectors);
     for k in ks {
         // SAFETY: channel `k - k_main < sc` (the caller's contract): the plane starts
         // inside `shortcut`; the rest is `load`'s and `load_pairs`'s contract.
@@ -332,16 +343,21 @@ unsafe fn pack_shortcut<const CONTIG: bool>(src: &Src<'_>, ks: Range<usize>, mut
                 };
                 _mm512_storeu_ps(row.add(LANES * v), x);
             }
-            row = row.add(NR);
+            row = row.add(rl);
         }
     }
 }
 
-/// [`Simd::kernel`] with `NV` vectors of pixels, on raw pointers: `w` holds `b.rows * MR`
-/// floats, `part` `MR * NR` unless `first` and `epi` are both set, and `b`'s enabled lanes
-/// (its `mask`'s with `MASKED`, else all) are in bounds.
+/// [`Simd::kernel`] with `NV` vectors of pixels (and, with `EXTRA`, the pixel in lane `NR`), on
+/// raw pointers: `w` holds `b.rows * MR` floats, `part` `MR * NR` (with `EXTRA`, `MR` more)
+/// unless `first` and `epi` are both set, and `b`'s enabled lanes (its `mask`'s with `MASKED`,
+/// else all up to `LANES * NV`, and lane `NR` with `EXTRA`) are in bounds.
+///
+/// The extra pixel's sums are one `ymm` along the block's `MR` rows: per `k`, the `MR` weights
+/// (one load) times the pixel's input (one broadcast), a 25th multiply-add to the tile's 24
+/// (and 29 of the 32 registers).
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const NV: usize, const MASKED: bool>(
+unsafe fn kernel<const NV: usize, const MASKED: bool, const EXTRA: bool>(
     mut w: *const f32,
     b: &Cols<'_>,
     part: *mut f32,
@@ -349,12 +365,17 @@ unsafe fn kernel<const NV: usize, const MASKED: bool>(
     epi: Option<&mut Epi<'_>>,
 ) {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let mut extra = _mm256_setzero_ps();
     if !first {
         for (r, acc) in acc.iter_mut().enumerate() {
             for (v, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: `part` holds `MR * NR` floats.
                 *acc = unsafe { _mm512_loadu_ps(part.add(r * NR + LANES * v)) };
             }
+        }
+        if EXTRA {
+            // SAFETY: with `EXTRA`, `part` holds `MR` more.
+            extra = unsafe { _mm256_loadu_ps(part.add(MR * NR)) };
         }
     }
     if let Some(e) = &epi {
@@ -386,6 +407,14 @@ unsafe fn kernel<const NV: usize, const MASKED: bool>(
                 *acc = _mm512_fmadd_ps(w, x, *acc);
             }
         }
+        if EXTRA {
+            // SAFETY: lane `NR` of the row is in bounds (the caller's contract); `w` has `MR`
+            // floats for this `k`.
+            unsafe {
+                let x = _mm256_set1_ps(*row.wrapping_add(NR));
+                extra = _mm256_fmadd_ps(_mm256_loadu_ps(w), x, extra);
+            }
+        }
         // SAFETY: as above.
         w = unsafe { w.add(MR) };
         row = row.wrapping_add(b.stride);
@@ -398,10 +427,18 @@ unsafe fn kernel<const NV: usize, const MASKED: bool>(
                     unsafe { _mm512_storeu_ps(part.add(r * NR + LANES * v), acc) };
                 }
             }
+            if EXTRA {
+                // SAFETY: with `EXTRA`, `part` holds `MR` more.
+                unsafe { _mm256_storeu_ps(part.add(MR * NR), extra) };
+            }
         }
         Some(e) => {
             // SAFETY: the caller's contract (`Epi`'s indices are in bounds).
-            unsafe { epilogue::<NV>(e, acc) }
+            unsafe { epilogue::<NV>(e, acc) };
+            if EXTRA {
+                // SAFETY: as above; the tile's lane `NR` is its last (`nv = NR + 1`).
+                unsafe { epilogue_extra(e, extra) };
+            }
         }
     }
 }
@@ -433,6 +470,34 @@ fn prefetch_residual(e: &Epi<'_>) {
             l += LANES;
         }
         _mm_prefetch::<_MM_HINT_T0>(res.wrapping_add(at + e.nv.max(1) - 1).cast());
+    }
+}
+
+/// Stores the extra pixel (lane `NR`) of the tile: `relu?(extra + bias (+ residual))` for the
+/// real rows, as [`epilogue`] computes its lanes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn epilogue_extra(e: &mut Epi<'_>, extra: __m256) {
+    let mut sums = [0.0f32; MR];
+    // SAFETY: `sums` holds `MR` = 8 floats.
+    unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), extra) };
+    debug_assert_eq!(e.nv, NR + 1);
+    for (r, (&sum, &bias)) in sums.iter().zip(e.bias).enumerate() {
+        let at = (e.row0 + r) * e.ohw + e.p0 + NR;
+        let mut y = sum + bias;
+        // SAFETY: `at` is lane `nv - 1` of row `r < bias.len()`, inside `out` and the
+        // residual (`Epi::check`); this tile's pixel, which no other part touches.
+        unsafe {
+            match e.residual {
+                Residual::None => {}
+                Residual::InPlace => y += e.out.get(at),
+                Residual::Separate(res) => y += *res.get_unchecked(at),
+            }
+            if e.relu && 0.0 > y {
+                y = 0.0;
+            }
+            e.out.set(at, y);
+        }
     }
 }
 

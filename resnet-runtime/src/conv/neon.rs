@@ -92,7 +92,7 @@ impl Simd for Neon {
     ) {
         let kc = a.kc;
         a.check(MR);
-        b.check(vectors, LANES);
+        b.check(vectors * LANES);
         // Blocks of `MR` rows are whole panels; unmasked: every lane of every row in bounds
         // (asserted by `check`).
         let ldb = b.stride;

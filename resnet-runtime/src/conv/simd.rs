@@ -20,9 +20,12 @@
 //!   from partial sums kept in a stack buffer (stored and reloaded exactly, so chunking does
 //!   not change a bit).
 //! - The last chunk ends with the epilogue (bias, residual, ReLU), stored with lane masks.
+//! - A plane's last tile of one or two pixels runs along output channels ([`Simd::tail`]),
+//!   or, one pixel after a whole AVX-512 tile (7x7: 48 + 1), with that tile
+//!   ([`Simd::EXTRA`]): either way the same sums in the same order.
 //!
 //! Stack: the packed buffer ([`BUF`] floats, 24 KiB) and the partial sums of a chunked K
-//! (`GROUP * MR * MAX_NR` floats, 48 KiB).
+//! (`GROUP * MR * (MAX_NR + 1)` floats, 49 KiB).
 
 // Without a SIMD instruction set for this architecture, only `Engine::Portable` is used.
 #![cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
@@ -115,6 +118,26 @@ impl Engine {
 /// The most lanes a tile has (AVX-512: three vectors of 16).
 pub(super) const MAX_NR: usize = 48;
 
+/// The most lanes a tile's plan and packed rows have: [`MAX_NR`] and a vector for an extra
+/// pixel ([`Simd::EXTRA`]).
+pub(super) const MAX_LANES: usize = MAX_NR + 16;
+
+/// Floats of partial sums per block of rows of a chunked K: `[ROWS][NR]`, then (with
+/// [`Simd::EXTRA`]) the extra pixel's `MR`.
+const fn part_len<S: Simd>() -> usize {
+    S::ROWS * S::NR + if S::EXTRA { MR } else { 0 }
+}
+
+/// Floats per packed row of a tile of `vectors` vectors: [`Simd::NR`], or `NR + LANES` for a
+/// tile with the extra pixel ([`Simd::EXTRA`]).
+pub(super) const fn row_len<S: Simd>(vectors: usize) -> usize {
+    if S::EXTRA && vectors * S::LANES > S::NR {
+        S::NR + S::LANES
+    } else {
+        S::NR
+    }
+}
+
 /// Floats of the packed-input buffer: 24 KiB, half of this machine's 48 KiB L1 data cache, so
 /// that it stays there with the weights streaming past. A chunk holds `BUF / NR` values of `k`.
 pub(super) const BUF: usize = 6144;
@@ -144,8 +167,8 @@ pub(super) trait Simd: Copy {
     /// Output channels per kernel call: the rows of the register tile (at most [`MR`]).
     const ROWS: usize;
 
-    /// Writes rows `ks` of the tile's packed input, row `k` at `dst[(k - ks.start) * NR..]`
-    /// (`src.vectors * LANES` floats of it).
+    /// Writes rows `ks` of the tile's packed input, row `k` at `dst[(k - ks.start) * n..]`
+    /// (`src.vectors * LANES` floats of it), `n` = [`row_len`]`(src.vectors)`.
     ///
     /// # Safety
     /// `src` keeps its documented invariants: every lane a mask enables reads inside its
@@ -162,6 +185,8 @@ pub(super) trait Simd: Copy {
     /// `first`, else from `part` (`[ROWS][NR]`); it ends in `part`, or, with `epi`, goes
     /// through the epilogue to the output.
     ///
+    /// With [`Simd::EXTRA`], `vectors` may be `NR / LANES + 1`: the tile is `NR` pixels and one
+    /// more, lane `NR` of each row of `b` (full); its sums are `part[ROWS * NR..][..MR]`.
     #[allow(clippy::too_many_arguments)]
     fn kernel(
         self,
@@ -172,6 +197,12 @@ pub(super) trait Simd: Copy {
         first: bool,
         epi: Option<&mut Epi<'_>>,
     );
+
+    /// Whether [`Simd::kernel`] takes a tile of `NR + 1` pixels: a plane's last pixel after a
+    /// whole tile (the 49th of 7x7) in the same pass over the weights as the tile, rather than
+    /// in a second one through [`Simd::tail`] (which, on resnet50's 7x7 convs, took a quarter
+    /// of their time for 1/49 of their multiply-adds: it reads every weight again).
+    const EXTRA: bool = false;
 
     /// Whether a last tile of at most [`TAIL_LANES`] pixels runs through [`Simd::tail`]
     /// (vectors along output channels) rather than [`Simd::kernel`] (vectors along pixels,
@@ -197,7 +228,8 @@ pub(super) trait Simd: Copy {
 
 /// The most pixels a last tile may have to run through [`Simd::tail`]: `tail` reads each
 /// weight once per pixel, the kernel once per tile, so it pays only for a pixel or two (the
-/// 49th of a 7x7 plane after a tile of 48).
+/// 49th of a 7x7 plane after tiles of 16 or 12; AVX-512 takes it with its tile of 48,
+/// [`Simd::EXTRA`]).
 pub(super) const TAIL_LANES: usize = 2;
 
 /// Planes of at least this many tiles are "large": their next tile's lines are prefetched, and
@@ -259,12 +291,11 @@ impl Cols<'_> {
         self.full || self.mask[l / 16] >> (l % 16) & 1 == 1
     }
 
-    /// Asserts that every lane of `vectors` vectors of `lanes` that is enabled lies in
-    /// `planes` in every row: the kernels' loads are then in bounds.
+    /// Asserts that every lane below `width` that is enabled lies in `planes` in every row:
+    /// the kernels' loads of those lanes are then in bounds.
     #[inline(always)]
-    pub(super) fn check(&self, vectors: usize, lanes: usize) {
-        let width = vectors * lanes;
-        assert!(self.rows > 0 && width <= MAX_NR);
+    pub(super) fn check(&self, width: usize) {
+        assert!(self.rows > 0 && width <= MAX_LANES);
         let last = (self.rows - 1) * self.stride;
         // Every enabled lane is at most the highest one.
         let top = (0..width).rev().find(|&l| self.enabled(l)).map_or(0, |l| l + 1);
@@ -345,14 +376,14 @@ pub(super) struct Src<'a> {
     pub(super) tap_mask: &'a [u64],
     /// Per lane: the window origin `iy0 * w + ix0` (may be negative), for lanes `< nv`;
     /// only `base[0]` is set when `contig` (see [`Src::lane_base`]).
-    pub(super) base: &'a [i32; MAX_NR],
+    pub(super) base: &'a [i32; MAX_LANES],
     /// Lane `l`'s origin is `base[0] + l` for the lanes `< nv`: loads can be contiguous.
     pub(super) contig: bool,
     /// The image's shortcut channels, `sc_hw` floats each (empty without a shortcut).
     pub(super) shortcut: &'a [f32],
     pub(super) sc_hw: usize,
     /// Per lane: the shortcut pixel, likewise ([`Src::sc_lane_base`]).
-    pub(super) sc_base: &'a [i32; MAX_NR],
+    pub(super) sc_base: &'a [i32; MAX_LANES],
     pub(super) sc_contig: bool,
     /// Lanes `< nv`.
     pub(super) valid: u64,
@@ -385,7 +416,7 @@ impl Src<'_> {
     /// that masked loads and gathers touch only the operands' memory.
     #[inline(always)]
     pub(super) fn debug_check(&self, ks: &Range<usize>, lanes: usize) {
-        debug_assert!(self.vectors * lanes <= MAX_NR && self.valid >> (self.vectors * lanes) == 0);
+        debug_assert!(self.vectors * lanes <= MAX_LANES && self.valid >> (self.vectors * lanes) == 0);
         debug_assert!(ks.start <= ks.end && self.input.len() * self.taps >= self.k_main * self.hw);
         debug_assert_eq!(self.tap_off.len(), self.taps);
         debug_assert_eq!(self.tap_mask.len(), self.taps);
@@ -412,15 +443,15 @@ struct Plan {
     nv: usize,
     /// Window origins `y * stride - pad`, `x * stride - pad`, and shortcut pixels
     /// `y * ss * sw + x * ss`: for the on-the-fly packer, filled only without `table`.
-    iy0: [isize; MAX_NR],
-    ix0: [isize; MAX_NR],
-    sc_px: [usize; MAX_NR],
+    iy0: [isize; MAX_LANES],
+    ix0: [isize; MAX_LANES],
+    sc_px: [usize; MAX_LANES],
     /// The tap table's view ([`Src`]), filled only with `table`; `base` and `sc_base` only
     /// past lane 0 when their lanes are not contiguous.
-    base: [i32; MAX_NR],
+    base: [i32; MAX_LANES],
     contig: bool,
     tap_mask: [u64; TABLE_TAPS],
-    sc_base: [i32; MAX_NR],
+    sc_base: [i32; MAX_LANES],
     sc_contig: bool,
     valid: u64,
 }
@@ -438,17 +469,17 @@ impl Plan {
     /// lanes in range for a kernel row or column form one run of bits, computed directly.
     #[inline(always)]
     fn new(g: &ConvGeom, p0: usize, nv: usize, table: bool) -> Self {
-        debug_assert!((1..=MAX_NR).contains(&nv));
+        debug_assert!((1..=MAX_LANES).contains(&nv));
         let (sc_s, sc_w) = g.shortcut.map_or((0, 0), |s| (s.stride, s.w));
         let mut p = Plan {
             nv,
-            iy0: [0; MAX_NR],
-            ix0: [0; MAX_NR],
-            sc_px: [0; MAX_NR],
-            base: [0; MAX_NR],
+            iy0: [0; MAX_LANES],
+            ix0: [0; MAX_LANES],
+            sc_px: [0; MAX_LANES],
+            base: [0; MAX_LANES],
             contig: true,
             tap_mask: [0; TABLE_TAPS],
-            sc_base: [0; MAX_NR],
+            sc_base: [0; MAX_LANES],
             sc_contig: true,
             valid: bits(0, nv),
         };
@@ -643,7 +674,8 @@ impl<'t, S: Simd> TileSrc<'t, S> {
             let at = (ks.start - src.k_main) * src.sc_hw + src.sc_base[0] as usize;
             return Cols::in_place(&src.shortcut[at..], src.sc_hw, ks.len(), valid, whole);
         }
-        let dst = &mut buf.0[..ks.len() * S::NR];
+        let rl = row_len::<S>(src.vectors);
+        let dst = &mut buf.0[..ks.len() * rl];
         if self.table {
             // SAFETY: `Plan::new` set exactly the lanes `< nv` whose tap reads an in-range
             // row and column (so `base + tap_off` is in the plane), and every shortcut lane
@@ -651,9 +683,9 @@ impl<'t, S: Simd> TileSrc<'t, S> {
             // geometry's contract); `ks` are rows of this geometry's K.
             unsafe { self.s.pack(src, ks.clone(), dst) };
         } else {
-            pack_on_the_fly(self.g, self.plan, src, ks.clone(), dst, S::NR, S::LANES);
+            pack_on_the_fly(self.g, self.plan, src, ks.clone(), dst, rl, S::LANES);
         }
-        Cols::packed(dst, ks.len(), S::NR)
+        Cols::packed(dst, ks.len(), rl)
     }
 }
 
@@ -716,8 +748,19 @@ pub(super) fn conv_tiles<G: Geom, S: Simd>(
 ) {
     let g = gg.get();
     let ohw = g.oh * g.ow;
-    let tiles = ohw.div_ceil(S::NR);
-    let at = |q: usize| (tiles * q / parts * S::NR).min(ohw);
+    // A last pixel after a whole tile goes with that tile ([`Simd::EXTRA`]).
+    let tiles = if S::EXTRA && ohw > S::NR && ohw % S::NR == 1 {
+        ohw / S::NR
+    } else {
+        ohw.div_ceil(S::NR)
+    };
+    let at = |q: usize| {
+        if q == parts {
+            ohw
+        } else {
+            (tiles * q / parts * S::NR).min(ohw)
+        }
+    };
     let pixels = at(part)..at(part + 1);
     assert!(part < parts && out.len() == g.output_len());
     if pixels.is_empty() {
@@ -790,9 +833,6 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         }
     }
     let tab = if table { taps } else { 0 };
-    let kc = BUF / S::NR;
-    // One chunk; with a shortcut, the main and shortcut rows are separate chunks.
-    let single = k_total <= kc && k_main == k_total;
     let mut buf = Buf([0.0; BUF]);
     // 1x1, stride 1, no padding: every lane of every channel reads in range.
     let pointwise = g.k == 1 && g.stride == 1 && g.pad == 0 && table;
@@ -818,7 +858,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     } else {
         (WEIGHTS_BYTES / per_block).clamp(1, GROUP)
     };
-    let mut part = [0.0f32; GROUP * MR * MAX_NR];
+    let mut part = [0.0f32; GROUP * MR * (MAX_NR + 1)];
 
     let mut g0 = 0;
     while g0 < rows {
@@ -829,7 +869,13 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         };
         let mut p0 = pixels.start;
         while p0 < pixels.end {
-            let nv = if ohw - p0 < S::NR { ohw - p0 } else { S::NR };
+            let nv = if S::EXTRA && pixels.end - p0 == S::NR + 1 {
+                S::NR + 1
+            } else if ohw - p0 < S::NR {
+                ohw - p0
+            } else {
+                S::NR
+            };
             if big && p0 + S::NR < pixels.end {
                 prefetch_out(out, ohw, g0..g1, p0 + S::NR, S::NR);
                 if !pointwise {
@@ -837,7 +883,11 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                 }
             }
             let plan = Plan::new(&g, p0, nv, table);
-            let whole = nv == S::NR;
+            let whole = nv >= S::NR;
+            let vectors = nv.div_ceil(S::LANES);
+            let kc = BUF / row_len::<S>(vectors);
+            // One chunk; with a shortcut, the main and shortcut rows are separate chunks.
+            let single = k_total <= kc && k_main == k_total;
             let tile = TileSrc {
                 s,
                 src: Src {
@@ -854,7 +904,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                     sc_base: &plan.sc_base,
                     sc_contig: plan.sc_contig,
                     valid: plan.valid,
-                    vectors: nv.div_ceil(S::LANES),
+                    vectors,
                 },
                 g: &g,
                 plan: &plan,
@@ -879,7 +929,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             } else {
                 chunked(&tile, &run, g0..g1, (p0, nv), kc, &mut buf, &mut part, out);
             }
-            p0 += S::NR;
+            p0 += nv;
         }
         g0 = g1;
     }
@@ -896,14 +946,14 @@ fn chunked<S: Simd>(
     (p0, nv): (usize, usize),
     kc: usize,
     buf: &mut Buf,
-    part: &mut [f32; GROUP * MR * MAX_NR],
+    part: &mut [f32; GROUP * MR * (MAX_NR + 1)],
     out: OutPtr<'_>,
 ) {
     let k_total = run.k_total;
     for ks in chunks(tile.src.k_main, k_total, kc) {
         let b = tile.cols(ks.clone(), buf);
         let blocks = rows.clone().step_by(S::ROWS);
-        for (r0, part) in blocks.zip(part.chunks_exact_mut(S::ROWS * S::NR)) {
+        for (r0, part) in blocks.zip(part.chunks_exact_mut(part_len::<S>())) {
             let (a, bias) = run.block(r0, S::ROWS, &ks);
             let (first, last) = (ks.start == 0, ks.end == k_total);
             let (s, vectors) = (tile.s, tile.src.vectors);
