@@ -705,8 +705,10 @@ fn prefetch_out(out: OutPtr<'_>, ohw: usize, rows: Range<usize>, p1: usize, nr: 
 /// Asks for the input rows the tile of output pixels `p1 .. p1 + nr` reads (every channel of
 /// `input`, the group's, whole rows) to be brought into L2 while this tile runs: the packers
 /// read a few rows of every channel, more streams than the hardware prefetchers follow.
+/// Rows below `*done` were asked for already (by the tiles before, whose windows overlap this
+/// one's); `*done` moves past this tile's rows.
 #[inline(always)]
-fn prefetch_in(g: &ConvGeom, input: &[f32], p1: usize, nr: usize) {
+fn prefetch_in(g: &ConvGeom, input: &[f32], p1: usize, nr: usize, done: &mut usize) {
     let ohw = g.oh * g.ow;
     if p1 >= ohw {
         return;
@@ -714,10 +716,14 @@ fn prefetch_in(g: &ConvGeom, input: &[f32], p1: usize, nr: usize) {
     let last = if ohw - p1 < nr { ohw } else { p1 + nr } - 1;
     let (ya, yb) = (p1 / g.ow, last / g.ow);
     // Input rows `ya s - pad ..= yb s - pad + (k - 1) d`, clamped to the plane.
-    let r0 = (ya * g.stride).saturating_sub(g.pad);
+    let r0 = (ya * g.stride).saturating_sub(g.pad).max(*done);
     let r1 = (yb * g.stride + (g.k - 1) * g.dilation + 1)
         .saturating_sub(g.pad)
         .min(g.h);
+    if r0 >= r1 {
+        return;
+    }
+    *done = r1;
     let hw = g.h * g.w;
     for plane in (0..input.len()).step_by(hw.max(1)) {
         prefetch_l2(input, plane + r0 * g.w..plane + r1 * g.w);
@@ -850,10 +856,14 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // thread, wide_resnet50_2's stride-2 3x3 convs: layer2.0 (256 channels, 56x56 -> 28x28)
     // 6.4-6.8 -> 5.5-6.0 ms, layer3.0 7.9-8.6 -> 6.3-6.4 ms, layer4.0 10.8 -> 8.1 ms;
     // resnet50's layer3.0.conv2 1.70 -> 1.54 ms, layer4.0.conv2 2.2 -> 2.0 ms. (For stride-1
-    // convs on 14x14 and 7x7 planes, the same measured no gain.)
+    // convs on 14x14 planes, the same measured no gain.) Nor is there anything to keep in L2
+    // when the run is one tile (a 7x7 plane on AVX-512): each weight is read once whatever the
+    // groups, and fewer groups pack the tile fewer times. Hot, one thread, alternating in one
+    // process: resnet50's layer4.1.conv2 (K = 4608, 10 groups -> 2) 1299-1308 -> 1247-1275 us.
     let per_block = S::ROWS * k_total * 4;
     let strided = g.stride > 1 || g.shortcut.is_some_and(|s| s.stride > 1);
-    let blocks = if strided {
+    let one_tile = pixels.end - pixels.start <= S::NR + usize::from(S::EXTRA);
+    let blocks = if strided || one_tile {
         GROUP
     } else {
         (WEIGHTS_BYTES / per_block).clamp(1, GROUP)
@@ -868,6 +878,8 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             g0 + blocks * S::ROWS
         };
         let mut p0 = pixels.start;
+        // Input rows prefetched for the tiles so far (`prefetch_in`).
+        let mut rows_asked = 0;
         while p0 < pixels.end {
             let nv = if S::EXTRA && pixels.end - p0 == S::NR + 1 {
                 S::NR + 1
@@ -879,7 +891,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             if big && p0 + S::NR < pixels.end {
                 prefetch_out(out, ohw, g0..g1, p0 + S::NR, S::NR);
                 if !pointwise {
-                    prefetch_in(&g, input, p0 + S::NR, S::NR);
+                    prefetch_in(&g, input, p0 + S::NR, S::NR, &mut rows_asked);
                 }
             }
             let plan = Plan::new(&g, p0, nv, table);
