@@ -12,6 +12,7 @@
 //! never read.
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::Residual;
@@ -58,7 +59,7 @@ impl Simd for Avx2Fma {
         a: &Rows<'_>,
         b: &Cols<'_>,
         vectors: usize,
-        part: &mut [f32],
+        part: &mut [MaybeUninit<f32>],
         first: bool,
         epi: Option<&mut Epi<'_>>,
     ) {
@@ -81,7 +82,7 @@ impl Simd for Avx2Fma {
                 a.hi[r - MR..].as_ptr()
             }
         });
-        let (b, part) = (b.planes.as_ptr(), part.as_mut_ptr());
+        let (b, part) = (b.planes.as_ptr(), part.as_mut_ptr().cast::<f32>());
         // SAFETY: `self` proves AVX2 and FMA; each `w[j]` has `kc` weights `MR` apart, `b`
         // `kc` rows, `part` `ROWS * NR` floats when it is used, and the epilogue's lanes lie
         // in `out` (all asserted).

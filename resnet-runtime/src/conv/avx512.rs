@@ -12,6 +12,7 @@
 //! or past the last pixel need no bounds.
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::Residual;
@@ -58,7 +59,7 @@ impl Simd for Avx512 {
         a: &Rows<'_>,
         b: &Cols<'_>,
         vectors: usize,
-        part: &mut [f32],
+        part: &mut [MaybeUninit<f32>],
         first: bool,
         epi: Option<&mut Epi<'_>>,
     ) {
@@ -73,7 +74,7 @@ impl Simd for Avx512 {
         if let Some(e) = &epi {
             e.check(NR + 1, LANES, vectors);
         }
-        let (w, part) = (a.lo.as_ptr(), part.as_mut_ptr());
+        let (w, part) = (a.lo.as_ptr(), part.as_mut_ptr().cast::<f32>());
         // SAFETY: `self` proves AVX-512F; `w` holds `kc * MR` floats, `b`'s enabled lanes
         // lie in `b.planes`, `part` holds `MR * NR` floats when it is used, and the
         // epilogue's lanes lie in `out` (all asserted).

@@ -10,6 +10,7 @@
 //! lane elsewhere (NEON has neither masked loads nor gathers).
 
 use core::arch::aarch64::*;
+use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::Residual;
@@ -86,7 +87,7 @@ impl Simd for Neon {
         a: &Rows<'_>,
         b: &Cols<'_>,
         vectors: usize,
-        part: &mut [f32],
+        part: &mut [MaybeUninit<f32>],
         first: bool,
         epi: Option<&mut Epi<'_>>,
     ) {
@@ -101,7 +102,7 @@ impl Simd for Neon {
         if let Some(e) = &epi {
             e.check(NR, LANES, vectors);
         }
-        let (w, b, part) = (a.lo.as_ptr(), b.planes.as_ptr(), part.as_mut_ptr());
+        let (w, b, part) = (a.lo.as_ptr(), b.planes.as_ptr(), part.as_mut_ptr().cast::<f32>());
         // SAFETY: `self` proves NEON; `w` holds `kc * MR` floats, `b` `kc` rows, `part`
         // `MR * NR` when it is used, and the epilogue's lanes lie in `out` (all asserted).
         unsafe {

@@ -25,11 +25,13 @@
 //!   ([`Simd::EXTRA`]): either way the same sums in the same order.
 //!
 //! Stack: the packed buffer ([`BUF`] floats, 24 KiB) and the partial sums of a chunked K
-//! (`GROUP * MR * (MAX_NR + 1)` floats, 49 KiB).
+//! (`GROUP * MR * (MAX_NR + 1)` floats, 196 KiB, never zeroed: each chunk's first kernel
+//! calls write what the later ones read).
 
 // Without a SIMD instruction set for this architecture, only `Engine::Portable` is used.
 #![cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 
+use core::mem::MaybeUninit;
 use core::ops::Range;
 
 #[cfg(target_arch = "x86_64")]
@@ -150,12 +152,16 @@ pub(super) const WEIGHTS_BYTES: usize = 1 << 20;
 #[repr(C, align(64))]
 pub(super) struct Buf(pub(super) [f32; BUF]);
 
-/// Blocks of rows that share one packing of each chunk when K is chunked (their partial sums live
-/// on the stack meanwhile): 32 panels, 256 output channels, so that a wide conv packs each
-/// chunk of its input once per 256 channels (with 16, resnet50's layer3.0 block, whose conv3
-/// has K = 256 + 512 strided shortcut rows and 1024 channels, took 5.36 ms instead of 4.97 on
-/// one thread).
-pub(super) const GROUP: usize = 32;
+/// Blocks of rows that share one packing of each chunk when K is chunked, at most (their partial
+/// sums live on the stack meanwhile, 196 KiB for 128 blocks): see `conv_run`.
+pub(super) const GROUP: usize = 128;
+
+/// Blocks of rows that share one packing of each chunk at least where the packing reads
+/// strided input, and at most elsewhere: 32 panels, 256 output channels, so that a wide conv
+/// packs each chunk of its input once per 256 channels (with 16, resnet50's layer3.0 block,
+/// whose conv3 has K = 256 + 512 strided shortcut rows and 1024 channels, took 5.36 ms instead
+/// of 4.97 on one thread).
+const SHARED: usize = 32;
 
 /// One instruction set's microkernel and packers. A value is a proof that the CPU supports
 /// the instruction set (see [`crate::isa`]).
@@ -182,8 +188,9 @@ pub(super) trait Simd: Copy {
     /// For one block of [`Simd::ROWS`] rows: `acc[j][l] = fma(W_j[k], X[k][l], acc[j][l])`
     /// for each `k` of the chunk ascending (`a.kc` of them), where `W_j` is row `j` of `a` and
     /// `X` is `b` (see [`Cols`]), over `vectors` vectors of lanes. `acc` starts at zero if
-    /// `first`, else from `part` (`[ROWS][NR]`); it ends in `part`, or, with `epi`, goes
-    /// through the epilogue to the output.
+    /// `first`, else from `part` (`[ROWS][NR]`, which a call before wrote: `part` may be
+    /// uninitialized until then); it ends in `part`, or, with `epi`, goes through the epilogue
+    /// to the output.
     ///
     /// With [`Simd::EXTRA`], `vectors` may be `NR / LANES + 1`: the tile is `NR` pixels and one
     /// more, lane `NR` of each row of `b` (full); its sums are `part[ROWS * NR..][..MR]`.
@@ -193,7 +200,7 @@ pub(super) trait Simd: Copy {
         a: &Rows<'_>,
         b: &Cols<'_>,
         vectors: usize,
-        part: &mut [f32],
+        part: &mut [MaybeUninit<f32>],
         first: bool,
         epi: Option<&mut Epi<'_>>,
     );
@@ -851,8 +858,13 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     let big = ohw >= BIG_PLANE_TILES * S::NR;
 
     // Groups of blocks of rows whose weights stay in L2 while the tiles go past, except where
-    // the packing reads strided input (permutes or gathers): there the whole `GROUP` shares
-    // each packing, which costs more than reading the weights again per tile. Measured on one
+    // the packing reads strided input (permutes or gathers): there at least `SHARED` blocks
+    // share each packing, which costs more than reading the weights again per tile (and up to
+    // `GROUP` while their weights fit in `WEIGHTS_BYTES`: resnet50's layer2.0.conv3 with its
+    // stride-2 downsample, 64 panels, one group instead of two, three runs in the model
+    // alternating with two groups: 1.93-2.00 -> 1.82-1.88 ms, layer3.0.conv3 (3 groups, not 4)
+    // 2.26-2.36 -> 2.21-2.25 ms; more blocks than that, as one group for layer4.0.conv3's 256
+    // panels, measured slower: 2.52-2.61 -> 2.60-3.03). Measured on one
     // thread, wide_resnet50_2's stride-2 3x3 convs: layer2.0 (256 channels, 56x56 -> 28x28)
     // 6.4-6.8 -> 5.5-6.0 ms, layer3.0 7.9-8.6 -> 6.3-6.4 ms, layer4.0 10.8 -> 8.1 ms;
     // resnet50's layer3.0.conv2 1.70 -> 1.54 ms, layer4.0.conv2 2.2 -> 2.0 ms. (For stride-1
@@ -863,12 +875,15 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     let per_block = S::ROWS * k_total * 4;
     let strided = g.stride > 1 || g.shortcut.is_some_and(|s| s.stride > 1);
     let one_tile = pixels.end - pixels.start <= S::NR + usize::from(S::EXTRA);
-    let blocks = if strided || one_tile {
-        GROUP
+    let blocks = if strided {
+        (WEIGHTS_BYTES / per_block).clamp(SHARED, GROUP)
+    } else if one_tile {
+        SHARED
     } else {
-        (WEIGHTS_BYTES / per_block).clamp(1, GROUP)
+        (WEIGHTS_BYTES / per_block).clamp(1, SHARED)
     };
-    let mut part = [0.0f32; GROUP * MR * (MAX_NR + 1)];
+    // Written by each chunk's first kernel calls before any reads it (`Simd::kernel`).
+    let mut part = [const { MaybeUninit::<f32>::uninit() }; GROUP * MR * (MAX_NR + 1)];
 
     let mut g0 = 0;
     while g0 < rows {
@@ -958,7 +973,7 @@ fn chunked<S: Simd>(
     (p0, nv): (usize, usize),
     kc: usize,
     buf: &mut Buf,
-    part: &mut [f32; GROUP * MR * (MAX_NR + 1)],
+    part: &mut [MaybeUninit<f32>; GROUP * MR * (MAX_NR + 1)],
     out: OutPtr<'_>,
 ) {
     let k_total = run.k_total;
