@@ -65,6 +65,8 @@ mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod stem;
 
 pub(crate) use simd::Engine;
 
@@ -1074,6 +1076,11 @@ mod tests {
         let cases: &[Case] = &[
             // n, c, (h, w), o, k, s, pad, dil, groups
             (1, 3, (16, 16), 8, 7, 2, 3, 1, 1),      // stem-like
+            // Few input channels (AVX-512: the stem kernel), planes wide enough for blocks read
+            // in place as well as through the zero-padded window; 24 and 40 channels: a vector
+            // partly used, a pair of vectors with one.
+            (1, 3, (40, 64), 24, 7, 2, 3, 1, 1),
+            (1, 4, (20, 40), 40, 3, 1, 2, 2, 1),
             (1, 3, (13, 7), 9, 7, 2, 3, 1, 1),
             (1, 8, (5, 11), 8, 3, 1, 1, 1, 1),
             (3, 9, (13, 7), 17, 3, 1, 1, 1, 1),
@@ -1238,6 +1245,12 @@ mod tests {
             ),
             (
                 conv_geom(1, 150, (8, 15), 8, 1, 1, 0, 1, 1, Some((40, 1, 0)), false, true),
+                ResMode::None,
+            ),
+            // Few input channels: the AVX-512 stem kernel, whose blocks of 14 pixels do not
+            // line up with the parts' tiles.
+            (
+                conv_geom(1, 3, (40, 64), 24, 7, 2, 3, 1, 1, None, false, true),
                 ResMode::None,
             ),
             // 145 pixels: three AVX-512 tiles, the last with one pixel more; K chunked.

@@ -93,6 +93,8 @@ impl Simd for Avx512 {
 
     const EXTRA: bool = true;
 
+    const FEW_CHANNELS: bool = true;
+
     const TAIL: bool = true;
 
     fn tail(

@@ -211,6 +211,11 @@ pub(super) trait Simd: Copy {
     /// of their time for 1/49 of their multiply-adds: it reads every weight again).
     const EXTRA: bool = false;
 
+    /// Whether convs with few input channels (a stem) run on `super::stem`'s kernel (vectors
+    /// along output channels, no packing) where it applies (x86-64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    const FEW_CHANNELS: bool = false;
+
     /// Whether a last tile of at most [`TAIL_LANES`] pixels runs through [`Simd::tail`]
     /// (vectors along output channels) rather than [`Simd::kernel`] (vectors along pixels,
     /// nearly all lanes idle).
@@ -836,6 +841,10 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         ohw,
         relu: g.relu,
     };
+    #[cfg(target_arch = "x86_64")]
+    if S::FEW_CHANNELS && super::stem::applies(&g) {
+        return super::stem::run(&g, input, run.weights, run.bias, rows, out, pixels);
+    }
     let table = table_fits(&g);
     let mut tap_off = [0i32; TABLE_TAPS];
     if table {
