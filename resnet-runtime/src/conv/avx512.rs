@@ -15,8 +15,10 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 use core::ops::Range;
 
+use super::OutPtr;
 use super::Residual;
-use super::simd::{BIG_PLANE_TILES, Cols, Epi, GROUP, MAX_LANES, Rows, Simd, Src, row_len};
+use super::simd::{BIG_PLANE_TILES, Cols, Epi, GROUP, MAX_LANES, Rows, Run, Simd, Src, row_len};
+use crate::geom::ConvGeom;
 use crate::pack::MR;
 
 /// Lanes per vector.
@@ -93,7 +95,21 @@ impl Simd for Avx512 {
 
     const EXTRA: bool = true;
 
-    const FEW_CHANNELS: bool = true;
+    fn few_channels(
+        self,
+        g: &ConvGeom,
+        run: &Run<'_>,
+        input: &[f32],
+        out: OutPtr<'_>,
+        pixels: Range<usize>,
+    ) -> bool {
+        if !super::stem::applies(g) {
+            return false;
+        }
+        // SAFETY: `self` proves AVX-512F.
+        unsafe { super::stem::run(g, run, input, out, pixels) };
+        true
+    }
 
     const TAIL: bool = true;
 

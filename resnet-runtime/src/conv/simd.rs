@@ -211,10 +211,21 @@ pub(super) trait Simd: Copy {
     /// of their time for 1/49 of their multiply-adds: it reads every weight again).
     const EXTRA: bool = false;
 
-    /// Whether convs with few input channels (a stem) run on `super::stem`'s kernel (vectors
-    /// along output channels, no packing) where it applies (x86-64 only).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    const FEW_CHANNELS: bool = false;
+    /// Runs the pixels `pixels` of `run` (image `input`'s planes of the group, into `out`)
+    /// on a kernel of its own for convs with few input channels (a stem: AVX-512's
+    /// `super::stem`, vectors along output channels, no packing) if it has one that applies;
+    /// returns whether it did.
+    fn few_channels(
+        self,
+        g: &ConvGeom,
+        run: &Run<'_>,
+        input: &[f32],
+        out: OutPtr<'_>,
+        pixels: Range<usize>,
+    ) -> bool {
+        let _ = (g, run, input, out, pixels);
+        false
+    }
 
     /// Whether a last tile of at most [`TAIL_LANES`] pixels runs through [`Simd::tail`]
     /// (vectors along output channels) rather than [`Simd::kernel`] (vectors along pixels,
@@ -596,15 +607,15 @@ fn table_fits(g: &ConvGeom) -> bool {
 }
 
 /// What every tile of a run shares.
-struct Run<'a> {
+pub(super) struct Run<'a> {
     ops: Operands<'a>,
     /// The packed weights of the run's panels.
-    weights: &'a [f32],
+    pub(super) weights: &'a [f32],
     k_total: usize,
     /// The run's real output channels (its last panel may be padded).
-    rows: usize,
+    pub(super) rows: usize,
     /// The biases of the run's real output channels.
-    bias: &'a [f32],
+    pub(super) bias: &'a [f32],
     ohw: usize,
     relu: bool,
 }
@@ -841,9 +852,8 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         ohw,
         relu: g.relu,
     };
-    #[cfg(target_arch = "x86_64")]
-    if S::FEW_CHANNELS && super::stem::applies(&g) {
-        return super::stem::run(&g, input, run.weights, run.bias, rows, out, pixels);
+    if s.few_channels(&g, &run, input, out, pixels.clone()) {
+        return;
     }
     let table = table_fits(&g);
     let mut tap_off = [0i32; TABLE_TAPS];

@@ -21,6 +21,7 @@ use core::arch::x86_64::*;
 use core::ops::Range;
 
 use super::OutPtr;
+use super::simd::Run;
 use crate::geom::ConvGeom;
 use crate::pack::MR;
 
@@ -55,43 +56,19 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
         && g.c * g.k * window_cols(g) <= WINDOW
 }
 
-/// Output pixels `pixels` (flattened, of image `input`'s plane) of the output channels
-/// `0 .. rows` of one run: `weights` are their panels as [`crate::pack::pack_conv`] laid them
-/// out (`MR` rows each, `k_total` values of `k`), `out` their planes (`rows * oh * ow`).
+/// Output pixels `pixels` (flattened, of image `input`'s planes) of the output channels of
+/// the run `r`, whose weights are its panels as [`crate::pack::pack_conv`] laid them out (`MR` rows
+/// each, `k_total` values of `k`), into `out`, their planes (`rows * oh * ow`).
 ///
 /// # Panics
 /// If `g` does not [`apply`](applies) or a slice is shorter than that says.
-pub(super) fn run(
-    g: &ConvGeom,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    rows: usize,
-    out: OutPtr<'_>,
-    pixels: Range<usize>,
-) {
+#[target_feature(enable = "avx512f")]
+pub(super) fn run(g: &ConvGeom, r: &Run<'_>, input: &[f32], out: OutPtr<'_>, pixels: Range<usize>) {
+    let (weights, bias, rows) = (r.weights, r.bias, r.rows);
     let (k_total, ohw) = (g.k_total(), g.oh * g.ow);
     assert!(applies(g) && rows <= g.o && bias.len() == rows);
     assert!(input.len() == g.c * g.h * g.w && weights.len() >= rows.div_ceil(MR) * k_total * MR);
     assert!(out.len() == rows * ohw && pixels.start <= pixels.end && pixels.end <= ohw);
-    // SAFETY: this module is compiled for x86-64 only and is called on the AVX-512 engine,
-    // whose token proves the CPU supports AVX-512F; the bounds are asserted above.
-    unsafe { run_avx512(g, input, weights, bias, rows, out, pixels) }
-}
-
-/// [`run`] once AVX-512F is known to be there.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx512(
-    g: &ConvGeom,
-    input: &[f32],
-    weights: &[f32],
-    bias: &[f32],
-    rows: usize,
-    out: OutPtr<'_>,
-    pixels: Range<usize>,
-) {
-    let k_total = g.k_total();
     let vectors = rows.div_ceil(LANES);
     // The weights as `[k][vector][16 channels]` per pair of vectors (`pair * 2 + v` below),
     // zero past the last channel: one pair's two vectors for one `k` are 128 contiguous bytes.
@@ -107,7 +84,6 @@ unsafe fn run_avx512(
     let mut b16 = [0.0f32; MAX_O];
     b16[..rows].copy_from_slice(bias);
     let mut window = Window([0.0; WINDOW]);
-    let ohw = g.oh * g.ow;
     let mut p = pixels.start;
     while p < pixels.end {
         let (y, x0) = (p / g.ow, p % g.ow);
