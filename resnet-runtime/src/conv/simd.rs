@@ -439,7 +439,8 @@ impl Src<'_> {
     /// that masked loads and gathers touch only the operands' memory.
     #[inline(always)]
     pub(super) fn debug_check(&self, ks: &Range<usize>, lanes: usize) {
-        debug_assert!(self.vectors * lanes <= MAX_LANES && self.valid >> (self.vectors * lanes) == 0);
+        let width = (self.vectors * lanes) as u32;
+        debug_assert!(width as usize <= MAX_LANES && self.valid.checked_shr(width).unwrap_or(0) == 0);
         debug_assert!(ks.start <= ks.end && self.input.len() * self.taps >= self.k_main * self.hw);
         debug_assert_eq!(self.tap_off.len(), self.taps);
         debug_assert_eq!(self.tap_mask.len(), self.taps);
