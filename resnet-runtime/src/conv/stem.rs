@@ -13,9 +13,11 @@
 //!
 //! The sums are the tile kernel's to the bit: the same `k` order (channel, then tap), the
 //! same fused multiply-adds (padding taps add `w * 0`), then `+ bias` and `max(0, y)`; only
-//! the vector lanes they run in differ. Hot, one thread (`RESNET_RUNTIME_BENCH`, alternating
-//! with the tile kernel): resnet50's conv1 144-150 -> 164-169 GFLOP/s; in resnet18, three
-//! alternating runs: 1.66-1.79 -> 1.48-1.53 ms.
+//! the vector lanes they run in differ. resnet18's conv1 in the model, runs alternating with
+//! the tile kernel: 1.59-1.68 -> 1.32-1.46 ms on one thread, 0.84-0.93 -> 0.73-0.77 ms on two
+//! (hot, `RESNET_RUNTIME_BENCH`: 144-150 -> 164-183 GFLOP/s). With 16 output channels or fewer
+//! (CIFAR stems) the second vector of the pair is computed for nothing: half the work wasted
+//! on convs of a few hundred thousand multiply-adds.
 
 use core::arch::x86_64::*;
 use core::ops::Range;
