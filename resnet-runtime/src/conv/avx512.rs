@@ -78,8 +78,9 @@ impl Simd for Avx512 {
         }
         let (w, part) = (a.lo.as_ptr(), part.as_mut_ptr().cast::<f32>());
         // SAFETY: `self` proves AVX-512F; `w` holds `kc * MR` floats, `b`'s enabled lanes
-        // lie in `b.planes`, `part` holds `MR * NR` floats when it is used, and the
-        // epilogue's lanes lie in `out` (all asserted).
+        // (and with the extra pixel its lane `NR`) lie in `b.planes`, `part` holds `MR * NR`
+        // floats (`MR` more with the extra pixel) when it is used, and the epilogue's lanes
+        // lie in `out` (all asserted).
         unsafe {
             match (vectors, b.full) {
                 (1, true) => kernel::<1, false, false>(w, b, part, first, epi),
