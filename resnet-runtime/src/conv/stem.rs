@@ -15,9 +15,8 @@
 //! same fused multiply-adds (padding taps add `w * 0`), then `+ bias` and `max(0, y)`; only
 //! the vector lanes they run in differ. resnet18's conv1 in the model, runs alternating with
 //! the tile kernel: 1.59-1.68 -> 1.32-1.46 ms on one thread, 0.84-0.93 -> 0.73-0.77 ms on two
-//! (hot, `RESNET_RUNTIME_BENCH`: 144-150 -> 164-183 GFLOP/s). With 16 output channels or fewer
-//! (CIFAR stems) the second vector of the pair is computed for nothing: half the work wasted
-//! on convs of a few hundred thousand multiply-adds.
+//! (hot, `RESNET_RUNTIME_BENCH`: 144-150 -> 164-183 GFLOP/s). A last pair with one vector
+//! (16 or 48 output channels: CIFAR stems) runs with 14 accumulators.
 
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -127,11 +126,16 @@ pub(super) fn run(g: &ConvGeom, r: &Run<'_>, input: &[f32], out: OutPtr<'_>, pix
         }
         for pair in 0..vectors.div_ceil(2) {
             let w = &wk[pair * k_total * 2 * LANES..][..k_total * 2 * LANES];
-            let acc = match g.stride {
-                // SAFETY: `taps` reads the image inside its bounds (`inside`) or the window.
-                1 => unsafe { block::<1>(g, &taps, w) },
-                2 => unsafe { block::<2>(g, &taps, w) },
-                _ => unsafe { block::<0>(g, &taps, w) },
+            // A last pair with one vector (16 or 48 channels) computes only that one.
+            let one = pair * 2 + 1 == vectors;
+            // SAFETY (each): `taps` reads the image inside its bounds (`inside`) or the window.
+            let acc = match (g.stride, one) {
+                (1, false) => unsafe { block::<1, 2>(g, &taps, w) },
+                (2, false) => unsafe { block::<2, 2>(g, &taps, w) },
+                (_, false) => unsafe { block::<0, 2>(g, &taps, w) },
+                (1, true) => unsafe { block::<1, 1>(g, &taps, w) },
+                (2, true) => unsafe { block::<2, 1>(g, &taps, w) },
+                (_, true) => unsafe { block::<0, 1>(g, &taps, w) },
             };
             for (v, mut acc) in acc.into_iter().enumerate() {
                 let v = pair * 2 + v;
@@ -208,27 +212,28 @@ struct Taps {
     row: usize,
 }
 
-/// Two vectors of 16 output channels for the block's pixels: element `l < PIXELS` of vector
-/// `v` holds pixel `l`'s channels `16 v ..` (the other two elements zero), before the bias.
-/// `w` holds `[k][2][16]`.
+/// `V` (1 or 2) vectors of 16 output channels for the block's pixels: element `l < PIXELS` of
+/// vector `v` holds pixel `l`'s channels `16 v ..` (the other two elements, and the vectors
+/// past `V`, zero), before the bias. `w` holds `[k][2][16]`.
 ///
 /// # Safety
 /// Every tap `taps` addresses for `ci < c`, `i, j < k` and `l < PIXELS` is readable.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn block<const S: usize>(g: &ConvGeom, taps: &Taps, w: &[f32]) -> [[__m512; 16]; 2] {
+unsafe fn block<const S: usize, const V: usize>(g: &ConvGeom, taps: &Taps, w: &[f32]) -> [[__m512; 16]; 2] {
     // The stride as a constant where it is one, so that the broadcasts address the window
     // with constant offsets from one pointer.
     let stride = if S == 0 { g.stride } else { S };
     debug_assert_eq!(stride, g.stride);
-    let mut acc = [[_mm512_setzero_ps(); PIXELS]; 2];
+    let mut acc = [[_mm512_setzero_ps(); PIXELS]; V];
     let mut k = 0;
     for ci in 0..g.c {
         for i in 0..g.k {
             let row = taps.base.wrapping_add(ci * taps.channel + i * taps.row);
             for j in 0..g.k {
-                // SAFETY: `w` holds `k_total * 32` floats and `k < k_total`.
-                let wv = unsafe { [0, 1].map(|v| _mm512_loadu_ps(w.as_ptr().add((k * 2 + v) * LANES))) };
+                // SAFETY: `w` holds `k_total * 32` floats, `k < k_total` and `v < V <= 2`.
+                let wv: [__m512; V] =
+                    core::array::from_fn(|v| unsafe { _mm512_loadu_ps(w.as_ptr().add((k * 2 + v) * LANES)) });
                 let at = row.wrapping_add(j * g.dilation);
                 for l in 0..PIXELS {
                     // SAFETY: a tap of the block: readable (the caller's contract).
