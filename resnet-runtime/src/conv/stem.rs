@@ -75,11 +75,11 @@ pub(super) fn run(g: &ConvGeom, r: &Run<'_>, input: &[f32], out: OutPtr<'_>, pix
     // zero past the last channel: one pair's two vectors for one `k` are 128 contiguous bytes.
     let mut wk = [0.0f32; MAX_O * MAX_K];
     for co in 0..rows {
-        let (p, r) = (co / MR, co % MR);
+        let (panel, row) = (co / MR, co % MR);
         let (pair, v) = (co / (2 * LANES), co / LANES % 2);
         for k in 0..k_total {
             let at = ((pair * k_total + k) * 2 + v) * LANES + co % LANES;
-            wk[at] = weights[(p * k_total + k) * MR + r];
+            wk[at] = weights[(panel * k_total + k) * MR + row];
         }
     }
     let mut b16 = [0.0f32; MAX_O];
