@@ -9,6 +9,11 @@
 //! variable the test only checks that the shapes run (in unoptimized builds, only the small
 //! ones). Times are this thread's time on a CPU (Linux), so that other processes sharing
 //! the cores do not skew them.
+//!
+//! `RESNET_RUNTIME_BENCH_COLD=1` times `const` as a forward pass runs it, with the layer's
+//! weights in no cache (a forward pass reads each layer's weights from memory, its
+//! activations mostly from L2): the median of 31 single calls, each after the weights were
+//! flushed from every cache level (x86-64 only; elsewhere they stay cached), in wall time.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -93,6 +98,7 @@ shapes! {
     L3b3 = "layer3.1.conv3 256->1024 1x1 14 +res": conv3(256, 14, 1024, None);
     L4b1 = "layer4.1.conv1 2048->512 1x1 7": geom(2048, 7, 512, 1, 1, 0);
     L4c2 = "layer4.1.conv2 512->512 3x3 7": geom(512, 7, 512, 3, 1, 1);
+    L4b3 = "layer4.1.conv3 512->2048 1x1 7 +res": conv3(512, 7, 2048, None);
     L4c3 = "layer4.0.conv3+ds 512->2048 1x1 7, sc 1024/2": conv3(512, 7, 2048, Some((1024, 2)));
 }
 
@@ -118,6 +124,35 @@ fn time(min: Duration, mut f: impl FnMut()) -> f64 {
         best = best.min((clock() - start) / f64::from(reps));
     }
     best
+}
+
+/// The median of 31 single calls of `f`, each after `weights` were flushed from every cache
+/// level (the rest of the operands stay where the call before left them): a forward pass
+/// reads each layer's weights from memory, the activations from L2.
+fn time_cold(weights: &[f32], mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..31)
+        .map(|_| {
+            flush(weights);
+            // Wall time: the thread's CPU time advances by scheduler ticks.
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Evicts `data`'s lines from every cache level.
+fn flush(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in data.chunks(16) {
+        // SAFETY: SSE2 is part of x86-64; the address is inside `data`.
+        unsafe { core::arch::x86_64::_mm_clflush(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 std::thread_local! {
@@ -147,6 +182,7 @@ fn bench_resnet50_layers() {
     }
     // `RESNET_RUNTIME_BENCH_ONLY=text` times only the shapes whose label contains `text`.
     let only = std::env::var("RESNET_RUNTIME_BENCH_ONLY").unwrap_or_default();
+    let cold = std::env::var_os("RESNET_RUNTIME_BENCH_COLD").is_some_and(|v| v == "1");
     let mut rng = Rng::new(1);
     for &(label, g, run) in SHAPES.iter().filter(|s| s.0.contains(only.as_str())) {
         if !report && g.macs() > 20_000_000 && cfg!(debug_assertions) {
@@ -162,9 +198,15 @@ fn bench_resnet50_layers() {
             Residual::None
         };
         let mut out = vec![0.0; g.output_len()];
-        let t_const = time(min, || {
-            run(&packed, &d.bias, &d.input, sc, res, black_box(&mut out))
-        });
+        let t_const = if cold {
+            time_cold(&packed, || {
+                run(&packed, &d.bias, &d.input, sc, res, black_box(&mut out))
+            })
+        } else {
+            time(min, || {
+                run(&packed, &d.bias, &d.input, sc, res, black_box(&mut out))
+            })
+        };
         let flop = 2.0 * g.macs() as f64;
         let mut line = format!(
             "{label:46} {:7.1} MMAC  const {:6.1}",

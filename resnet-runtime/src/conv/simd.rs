@@ -15,7 +15,8 @@
 //!   `W[panel][k] (x) X[k][tile]` for each `k` into an `MR x NR` register tile: one broadcast
 //!   weight times one vector of pixels per fused multiply-add. The packed columns stay in L1
 //!   across the panels; the weights stream in the order they are stored.
-//! - K longer than a buffer ([`BUF`] floats) is cut into chunks: for each group of up to
+//! - K longer than a buffer ([`BUF`] floats) is cut into chunks (rows read in place are not:
+//!   [`IN_PLACE_PLANE`]): for each group of up to
 //!   [`GROUP`] panels, each chunk is packed, then every panel of the group continues its sum
 //!   from partial sums kept in a stack buffer (stored and reloaded exactly, so chunking does
 //!   not change a bit).
@@ -682,6 +683,26 @@ struct TileSrc<'t, S> {
 }
 
 impl<'t, S: Simd> TileSrc<'t, S> {
+    /// The chunks of K the tile runs in, `kc` rows at most where they are packed (the buffer
+    /// holds `kc`), and all in one where they are read in place: the main rows of a 7x7 1x1
+    /// conv then take one kernel call per block, which reads the block's weights as one
+    /// stream (no partial sums either). Weights flushed from the caches before each call
+    /// (a forward pass reads them from memory), median of 31 calls, one thread, AVX-512,
+    /// three alternating runs: resnet50's layer4.1.conv1 (K = 2048) 145-151 -> 161-166
+    /// GFLOP/s, layer4.1.conv3 (K = 512, with its residual) 124-128 -> 152-160. In the model
+    /// (`resnet-bench --layers resnet50`, three alternating runs), layer4.1-2's conv1 and conv3
+    /// 0.69-0.77 -> 0.62-0.65 ms each.
+    fn chunks(&self, kc: usize) -> impl Iterator<Item = Range<usize>> + Clone {
+        let (k_main, k_total) = (self.src.k_main, self.g.k_total());
+        let kc_main = if self.direct_main { k_main.max(1) } else { kc };
+        let kc_sc = if self.direct_sc {
+            (k_total - k_main).max(1)
+        } else {
+            kc
+        };
+        chunks(k_main, k_total, kc_main, kc_sc)
+    }
+
     /// Rows `ks` of the tile's columns (all main or all shortcut rows).
     #[inline(always)]
     fn cols<'b>(&self, ks: Range<usize>, buf: &'b mut Buf) -> Cols<'b>
@@ -754,15 +775,20 @@ fn prefetch_in(g: &ConvGeom, input: &[f32], p1: usize, nr: usize, done: &mut usi
     }
 }
 
-/// The chunks of `0..k_total`: the main rows `0..k_main` then the shortcut rows, each cut
-/// into pieces of at most `kc`.
-fn chunks(k_main: usize, k_total: usize, kc: usize) -> impl Iterator<Item = Range<usize>> + Clone {
-    let cut = move |r: Range<usize>| {
+/// The chunks of `0..k_total`: the main rows `0..k_main` cut into pieces of at most `kc_main`,
+/// then the shortcut rows into pieces of at most `kc_sc` (both at least 1).
+fn chunks(
+    k_main: usize,
+    k_total: usize,
+    kc_main: usize,
+    kc_sc: usize,
+) -> impl Iterator<Item = Range<usize>> + Clone {
+    let cut = move |r: Range<usize>, kc: usize| {
         (r.start..r.end)
             .step_by(kc)
             .map(move |k0| k0..if r.end - k0 < kc { r.end } else { k0 + kc })
     };
-    cut(0..k_main).chain(cut(k_main..k_total))
+    cut(0..k_main, kc_main).chain(cut(k_main..k_total, kc_sc))
 }
 
 /// [`super::conv_tiles`] on the instruction set `s`: part `part` of `parts` of the tiles of
@@ -933,8 +959,6 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             let whole = nv >= S::NR;
             let vectors = nv.div_ceil(S::LANES);
             let kc = BUF / row_len::<S>(vectors);
-            // One chunk; with a shortcut, the main and shortcut rows are separate chunks.
-            let single = k_total <= kc && k_main == k_total;
             let tile = TileSrc {
                 s,
                 src: Src {
@@ -964,6 +988,8 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                     && (S::MASKED || whole),
                 whole,
             };
+            // One chunk; with a shortcut, the main and shortcut rows are separate chunks.
+            let single = tile.chunks(kc).nth(1).is_none();
             if S::TAIL && nv <= TAIL_LANES && p0 > 0 && g0 % MR == 0 {
                 tail(&tile, &run, g0..g1, (p0, nv), kc, &mut buf, out);
             } else if single {
@@ -997,7 +1023,7 @@ fn chunked<S: Simd>(
     out: OutPtr<'_>,
 ) {
     let k_total = run.k_total;
-    for ks in chunks(tile.src.k_main, k_total, kc) {
+    for ks in tile.chunks(kc) {
         let b = tile.cols(ks.clone(), buf);
         let blocks = rows.clone().step_by(S::ROWS);
         for (r0, part) in blocks.zip(part.chunks_exact_mut(part_len::<S>())) {
@@ -1033,7 +1059,7 @@ fn tail<S: Simd>(
     assert!(rows.start.is_multiple_of(MR) && np <= GROUP && nv <= TAIL_LANES);
     let pstride = k_total * MR;
     let mut acc = [[[0.0f32; MR]; GROUP]; TAIL_LANES];
-    for ks in chunks(tile.src.k_main, k_total, kc) {
+    for ks in tile.chunks(kc) {
         let b = tile.cols(ks.clone(), buf);
         let w = &run.weights[q0 * pstride + ks.start * MR..];
         for (l, acc) in acc.iter_mut().enumerate().take(nv) {
