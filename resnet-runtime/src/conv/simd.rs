@@ -856,6 +856,13 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
 ) {
     let g = gg.get();
     let ohw = g.oh * g.ow;
+    if let Some(sc) = g.shortcut
+        && sc.stride > 1
+        && ohw <= IN_PLACE_PLANE * S::NR
+        && sc.c * ohw <= SUBSAMPLED
+    {
+        return subsampled(s, &g, ops, b, gi, panels, out, pixels);
+    }
     let hw = g.h * g.w;
     let cg = g.c / g.groups;
     let k_total = g.k_total();
@@ -1008,6 +1015,64 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     }
 }
 
+/// Floats of the stack buffer a strided shortcut is subsampled into ([`subsampled`]): 256 KiB,
+/// resnet50's layer4.0 (1024 channels of 7x7) and any shortcut of up to 1337 channels there.
+const SUBSAMPLED: usize = 64 * 1024;
+
+/// [`conv_run`] for a conv with a strided shortcut on a plane small enough to read in place
+/// ([`IN_PLACE_PLANE`]): the image's shortcut pixels are first copied out (`sc.c * oh * ow`
+/// floats, at most [`SUBSAMPLED`]), so that the shortcut rows are read in place too, in one
+/// chunk, rather than packed with strided loads chunk by chunk for every group of blocks.
+/// Same rows of K in the same order: the same sums, the same bits. With the main rows read in
+/// place as well, each block then runs its whole K before the next (`chunked`). Weights
+/// flushed before each call (`RESNET_RUNTIME_BENCH_COLD`), three alternating runs, resnet50's
+/// layer4.0.conv3 with its downsample: 129-131 -> 141-148 GFLOP/s; in the model
+/// (`resnet-bench --layers`, three alternating runs) 2.36-2.44 -> 2.04-2.22 ms.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn subsampled<S: Simd>(
+    s: S,
+    g: &ConvGeom,
+    ops: &Operands<'_>,
+    b: usize,
+    gi: usize,
+    panels: Range<usize>,
+    out: OutPtr<'_>,
+    pixels: Range<usize>,
+) {
+    let sc = g.shortcut.expect("a shortcut");
+    let (ohw, sc_hw) = (g.oh * g.ow, sc.h * sc.w);
+    let mut buf = [0.0f32; SUBSAMPLED];
+    let copy = &mut buf[..sc.c * ohw];
+    let planes = &ops.shortcut[b * sc.c * sc_hw..][..sc.c * sc_hw];
+    for (dst, src) in copy.chunks_exact_mut(ohw).zip(planes.chunks_exact(sc_hw)) {
+        for (y, dst) in dst.chunks_exact_mut(g.ow).enumerate() {
+            let row = &src[y * sc.stride * sc.w..];
+            for (x, d) in dst.iter_mut().enumerate() {
+                *d = row[x * sc.stride];
+            }
+        }
+    }
+    // The same conv on image `b` alone, its shortcut the copy: stride 1 on the output plane.
+    let g1 = ConvGeom {
+        n: 1,
+        shortcut: Some(crate::geom::ShortcutGeom {
+            c: sc.c,
+            h: g.oh,
+            w: g.ow,
+            stride: 1,
+        }),
+        ..*g
+    };
+    let image = g.c * g.h * g.w;
+    let ops1 = Operands {
+        input: &ops.input[b * image..][..image],
+        shortcut: copy,
+        ..*ops
+    };
+    conv_run(s, super::Dyn(&g1), &ops1, 0, gi, panels, out, pixels);
+}
+
 /// The blocks of rows `rows` (at most [`GROUP`] blocks) of one tile when K takes several
 /// chunks: for each chunk, pack it (once) and continue each block's partial sums with it.
 #[allow(clippy::too_many_arguments)]
@@ -1023,13 +1088,32 @@ fn chunked<S: Simd>(
     out: OutPtr<'_>,
 ) {
     let k_total = run.k_total;
+    let (s, vectors) = (tile.s, tile.src.vectors);
+    if tile.direct_main && (tile.src.k_main == k_total || tile.direct_sc) {
+        // Nothing packed, nothing to share: block by block, each reading its weights as
+        // one stream, its partial sums staying in L1.
+        let part = &mut part[..part_len::<S>()];
+        for r0 in rows.step_by(S::ROWS) {
+            for ks in tile.chunks(kc) {
+                let b = tile.cols(ks.clone(), buf);
+                let (a, bias) = run.block(r0, S::ROWS, &ks);
+                let (first, last) = (ks.start == 0, ks.end == k_total);
+                if last {
+                    let mut epi = run.epi(out, r0, bias, p0, nv);
+                    s.kernel(&a, &b, vectors, part, first, Some(&mut epi));
+                } else {
+                    s.kernel(&a, &b, vectors, part, first, None);
+                }
+            }
+        }
+        return;
+    }
     for ks in tile.chunks(kc) {
         let b = tile.cols(ks.clone(), buf);
         let blocks = rows.clone().step_by(S::ROWS);
         for (r0, part) in blocks.zip(part.chunks_exact_mut(part_len::<S>())) {
             let (a, bias) = run.block(r0, S::ROWS, &ks);
             let (first, last) = (ks.start == 0, ks.end == k_total);
-            let (s, vectors) = (tile.s, tile.src.vectors);
             if last {
                 let mut epi = run.epi(out, r0, bias, p0, nv);
                 s.kernel(&a, &b, vectors, part, first, Some(&mut epi));
