@@ -1255,10 +1255,15 @@ mod tests {
                 conv_geom(1, 3, (40, 64), 24, 7, 2, 3, 1, 1, None, false, true),
                 ResMode::None,
             ),
-            // 145 pixels: three AVX-512 tiles, the last with one pixel more; K chunked.
+            // 145 pixels: three AVX-512 tiles, the first with one pixel more; K chunked.
             (
                 conv_geom(1, 12, (5, 29), 20, 3, 1, 1, 1, 1, None, true, true),
                 ResMode::Separate,
+            ),
+            // 196 pixels (resnet's 14x14): four AVX-512 tiles of 49.
+            (
+                conv_geom(1, 40, (14, 14), 24, 1, 1, 0, 1, 1, None, true, true),
+                ResMode::InPlace,
             ),
         ] {
             if too_big_for_miri(g.macs()) {

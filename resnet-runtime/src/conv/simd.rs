@@ -21,9 +21,10 @@
 //!   from partial sums kept in a stack buffer (stored and reloaded exactly, so chunking does
 //!   not change a bit).
 //! - The last chunk ends with the epilogue (bias, residual, ReLU), stored with lane masks.
-//! - A plane's last tile of one or two pixels runs along output channels ([`Simd::tail`]),
-//!   or, one pixel after a whole AVX-512 tile (7x7: 48 + 1), with that tile
-//!   ([`Simd::EXTRA`]): either way the same sums in the same order.
+//! - A plane's last tile of one or two pixels runs along output channels ([`Simd::tail`]);
+//!   on AVX-512, a few pixels past the whole tiles go one each with the first tiles
+//!   ([`Simd::EXTRA`], [`Tiling`]: 7x7 is 48 + 1, 14x14 four tiles of 49): either way the
+//!   same sums in the same order.
 //!
 //! Stack: the packed buffer ([`BUF`] floats, 24 KiB) and the partial sums of a chunked K
 //! (`GROUP * MR * (MAX_NR + 1)` floats, 196 KiB, never zeroed: each chunk's first kernel
@@ -206,8 +207,8 @@ pub(super) trait Simd: Copy {
         epi: Option<&mut Epi<'_>>,
     );
 
-    /// Whether [`Simd::kernel`] takes a tile of `NR + 1` pixels: a plane's last pixel after a
-    /// whole tile (the 49th of 7x7) in the same pass over the weights as the tile, rather than
+    /// Whether [`Simd::kernel`] takes a tile of `NR + 1` pixels ([`Tiling`]): a pixel past the
+    /// whole tiles (the 49th of 7x7) in the same pass over the weights as a tile, rather than
     /// in a second one through [`Simd::tail`] (which, on resnet50's 7x7 convs, took a quarter
     /// of their time for 1/49 of their multiply-adds: it reads every weight again).
     const EXTRA: bool = false;
@@ -791,6 +792,68 @@ fn chunks(
     cut(0..k_main, kc_main).chain(cut(k_main..k_total, kc_sc))
 }
 
+/// How a plane of `ohw` pixels is cut into tiles: `count` tiles of [`Simd::NR`] pixels but
+/// for the first `long`, which take one pixel more ([`Simd::EXTRA`]).
+#[derive(Debug, Clone, Copy)]
+struct Tiling {
+    count: usize,
+    long: usize,
+    nr: usize,
+}
+
+impl Tiling {
+    /// With [`Simd::EXTRA`], a plane whose pixels past its whole tiles are no more than those
+    /// tiles gives them one each (7x7: 48 + 1; 14x14: 4 x 49) rather than run them as a last
+    /// tile of a few lanes, which reads every weight once more (from L2) for them and packs
+    /// its own input, when that costs fewer multiply-adds: a tile's extra pixel is one more
+    /// per `k` and block, the last tile `ROWS` per vector (so 28x28, 16 x 48 + 16, and 56x56
+    /// keep their last tile). resnet50's layer3 in the model (`resnet-bench --layers`, one
+    /// thread, four alternating runs): 16.25-17.01 -> 16.00-16.86 ms, by -0.67 to +0.04 ms
+    /// a pair.
+    fn new<S: Simd>(ohw: usize) -> Tiling {
+        let (whole, rest) = (ohw / S::NR, ohw % S::NR);
+        if S::EXTRA && rest <= whole && whole <= S::ROWS * rest.div_ceil(S::LANES) {
+            Tiling {
+                count: whole,
+                long: rest,
+                nr: S::NR,
+            }
+        } else {
+            Tiling {
+                count: ohw.div_ceil(S::NR),
+                long: 0,
+                nr: S::NR,
+            }
+        }
+    }
+
+    /// The first pixel of tile `i` (`oh * ow` for `i == count`, clamped).
+    fn start(self, i: usize, ohw: usize) -> usize {
+        (i * self.nr + i.min(self.long)).min(ohw)
+    }
+
+    /// The pixels of the tile that starts at `p0`.
+    fn len_at(self, p0: usize, ohw: usize) -> usize {
+        let nv = if p0 < self.long * (self.nr + 1) {
+            self.nr + 1
+        } else {
+            self.nr
+        };
+        nv.min(ohw - p0)
+    }
+
+    /// Whether `p` is where a tile starts (or the plane's end).
+    fn is_start(self, p: usize, ohw: usize) -> bool {
+        let l = self.long * (self.nr + 1);
+        p == ohw
+            || if p < l {
+                p.is_multiple_of(self.nr + 1)
+            } else {
+                (p - l).is_multiple_of(self.nr)
+            }
+    }
+}
+
 /// [`super::conv_tiles`] on the instruction set `s`: part `part` of `parts` of the tiles of
 /// every plane, for every image, group and panel.
 #[cfg(any(feature = "std", test))]
@@ -804,17 +867,12 @@ pub(super) fn conv_tiles<G: Geom, S: Simd>(
 ) {
     let g = gg.get();
     let ohw = g.oh * g.ow;
-    // A last pixel after a whole tile goes with that tile ([`Simd::EXTRA`]).
-    let tiles = if S::EXTRA && ohw > S::NR && ohw % S::NR == 1 {
-        ohw / S::NR
-    } else {
-        ohw.div_ceil(S::NR)
-    };
+    let tiling = Tiling::new::<S>(ohw);
     let at = |q: usize| {
         if q == parts {
             ohw
         } else {
-            (tiles * q / parts * S::NR).min(ohw)
+            tiling.start(tiling.count * q / parts, ohw)
         }
     };
     let pixels = at(part)..at(part + 1);
@@ -839,8 +897,7 @@ pub(super) fn conv_tiles<G: Geom, S: Simd>(
 }
 
 /// Panels `panels` of group `gi` of image `b` on the instruction set `s`, output pixels
-/// `pixels` only (a range of whole tiles: it starts at a multiple of [`Simd::NR`] and ends at
-/// one or at `oh * ow`); `out` (and a `Separate` residual) are exactly the output channels
+/// `pixels` only (a range of whole tiles of the plane's [`Tiling`]); `out` (and a `Separate` residual) are exactly the output channels
 /// those panels write, and no one else writes these pixels of them meanwhile.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -874,8 +931,9 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     let shortcut = &ops.shortcut[b * sc_c * sc_hw..][..sc_c * sc_hw];
     let og = g.o / g.groups;
     let rows = if panels.end * MR < og { panels.end * MR } else { og } - panels.start * MR;
-    assert!(pixels.start.is_multiple_of(S::NR) && pixels.start <= pixels.end && pixels.end <= ohw);
-    assert!(pixels.end.is_multiple_of(S::NR) || pixels.end == ohw);
+    let tiling = Tiling::new::<S>(ohw);
+    assert!(pixels.start <= pixels.end && pixels.end <= ohw);
+    assert!(tiling.is_start(pixels.start, ohw) && tiling.is_start(pixels.end, ohw));
     assert_eq!(out.len(), rows * ohw);
     let run = Run {
         ops: *ops,
@@ -949,17 +1007,12 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         // Input rows prefetched for the tiles so far (`prefetch_in`).
         let mut rows_asked = 0;
         while p0 < pixels.end {
-            let nv = if S::EXTRA && pixels.end - p0 == S::NR + 1 {
-                S::NR + 1
-            } else if ohw - p0 < S::NR {
-                ohw - p0
-            } else {
-                S::NR
-            };
-            if big && p0 + S::NR < pixels.end {
-                prefetch_out(out, ohw, g0..g1, p0 + S::NR, S::NR);
+            let nv = tiling.len_at(p0, ohw);
+            if big && p0 + nv < pixels.end {
+                let next = tiling.len_at(p0 + nv, ohw);
+                prefetch_out(out, ohw, g0..g1, p0 + nv, next);
                 if !pointwise {
-                    prefetch_in(&g, input, p0 + S::NR, S::NR, &mut rows_asked);
+                    prefetch_in(&g, input, p0 + nv, next, &mut rows_asked);
                 }
             }
             let plan = Plan::new(&g, p0, nv, table);
