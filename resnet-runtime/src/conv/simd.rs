@@ -796,6 +796,8 @@ fn chunks(
 /// for the first `long`, which take one pixel more ([`Simd::EXTRA`]).
 #[derive(Debug, Clone, Copy)]
 struct Tiling {
+    /// Read by the split into parts (`conv_tiles`, under `std`).
+    #[cfg_attr(not(any(feature = "std", test)), allow(dead_code))]
     count: usize,
     long: usize,
     nr: usize,
@@ -828,6 +830,7 @@ impl Tiling {
     }
 
     /// The first pixel of tile `i` (`oh * ow` for `i == count`, clamped).
+    #[cfg(any(feature = "std", test))]
     fn start(self, i: usize, ohw: usize) -> usize {
         (i * self.nr + i.min(self.long)).min(ohw)
     }
