@@ -1145,21 +1145,24 @@ fn chunked<S: Simd>(
 ) {
     let k_total = run.k_total;
     let (s, vectors) = (tile.s, tile.src.vectors);
+    // Block `r0`'s kernel call on chunk `ks` (columns `b`), with the epilogue after the last.
+    let call = |r0: usize, ks: &Range<usize>, b: &Cols<'_>, part: &mut [MaybeUninit<f32>]| {
+        let (a, bias) = run.block(r0, S::ROWS, ks);
+        let first = ks.start == 0;
+        if ks.end == k_total {
+            let mut epi = run.epi(out, r0, bias, p0, nv);
+            s.kernel(&a, b, vectors, part, first, Some(&mut epi));
+        } else {
+            s.kernel(&a, b, vectors, part, first, None);
+        }
+    };
     if tile.direct_main && (tile.src.k_main == k_total || tile.direct_sc) {
-        // Nothing packed, nothing to share: block by block, each reading its weights as
-        // one stream, its partial sums staying in L1.
+        // Nothing packed, nothing to share: block by block, each reading its weights in one
+        // pass, its partial sums staying in L1.
         let part = &mut part[..part_len::<S>()];
         for r0 in rows.step_by(S::ROWS) {
             for ks in tile.chunks(kc) {
-                let b = tile.cols(ks.clone(), buf);
-                let (a, bias) = run.block(r0, S::ROWS, &ks);
-                let (first, last) = (ks.start == 0, ks.end == k_total);
-                if last {
-                    let mut epi = run.epi(out, r0, bias, p0, nv);
-                    s.kernel(&a, &b, vectors, part, first, Some(&mut epi));
-                } else {
-                    s.kernel(&a, &b, vectors, part, first, None);
-                }
+                call(r0, &ks, &tile.cols(ks.clone(), buf), part);
             }
         }
         return;
@@ -1168,14 +1171,7 @@ fn chunked<S: Simd>(
         let b = tile.cols(ks.clone(), buf);
         let blocks = rows.clone().step_by(S::ROWS);
         for (r0, part) in blocks.zip(part.chunks_exact_mut(part_len::<S>())) {
-            let (a, bias) = run.block(r0, S::ROWS, &ks);
-            let (first, last) = (ks.start == 0, ks.end == k_total);
-            if last {
-                let mut epi = run.epi(out, r0, bias, p0, nv);
-                s.kernel(&a, &b, vectors, part, first, Some(&mut epi));
-            } else {
-                s.kernel(&a, &b, vectors, part, first, None);
-            }
+            call(r0, &ks, &b, part);
         }
     }
 }
