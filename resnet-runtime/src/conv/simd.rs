@@ -686,8 +686,8 @@ struct TileSrc<'t, S> {
 impl<'t, S: Simd> TileSrc<'t, S> {
     /// The chunks of K the tile runs in, `kc` rows at most where they are packed (the buffer
     /// holds `kc`), and all in one where they are read in place: the main rows of a 7x7 1x1
-    /// conv then take one kernel call per block, which reads the block's weights as one
-    /// stream (no partial sums either). Weights flushed from the caches before each call
+    /// conv then take one kernel call per block, which reads the block's weights in one pass
+    /// (no partial sums either). Weights flushed from the caches before each call
     /// (a forward pass reads them from memory), median of 31 calls, one thread, AVX-512,
     /// three alternating runs: resnet50's layer4.1.conv1 (K = 2048) 145-151 -> 161-166
     /// GFLOP/s, layer4.1.conv3 (K = 512, with its residual) 124-128 -> 152-160. In the model
@@ -900,8 +900,9 @@ pub(super) fn conv_tiles<G: Geom, S: Simd>(
 }
 
 /// Panels `panels` of group `gi` of image `b` on the instruction set `s`, output pixels
-/// `pixels` only (a range of whole tiles of the plane's [`Tiling`]); `out` (and a `Separate` residual) are exactly the output channels
-/// those panels write, and no one else writes these pixels of them meanwhile.
+/// `pixels` only (a range of whole tiles of the plane's [`Tiling`]); `out` (and a `Separate`
+/// residual) are exactly the output channels those panels write, and no one else writes these
+/// pixels of them meanwhile.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_run<G: Geom, S: Simd>(
