@@ -1120,7 +1120,7 @@ mod tests {
             (1, 300, (7, 7), 24, 1, 1, 0, 1, 1),    // read in place: K in one chunk (AVX-512)
             (2, 16, (14, 14), 24, 3, 2, 1, 1, 1),
             (1, 20, (4, 13), 40, 3, 1, 1, 1, 1),     // last tiles of 4 (kernel): 48 + 4, 4 x 12 + 4, 3 x 16 + 4
-            (1, 36, (14, 14), 16, 1, 1, 0, 1, 1),    // 196 = 4 x 48 + 4, as resnet's layer3
+            (1, 36, (14, 14), 16, 1, 1, 0, 1, 1),    // 196 = 4 x 49 (AVX-512), 16 x 12 + 4, as resnet's layer3
             // Small enough for Miri, one per load form:
             (1, 1, (2, 3), 1, 9, 1, 4, 1, 1),        // on-the-fly bounds (k * k > TABLE_TAPS)
             (1, 1, (5, 3 * nr), 2, 3, 1, 0, 1, 1),   // interior: contiguous and wrapped tiles
