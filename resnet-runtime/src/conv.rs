@@ -1145,6 +1145,8 @@ mod tests {
             (1, 4, (7, 7), 16, 1, 1, 0, (8, 2, 0)),      // bottleneck conv3 after a stride-2 conv2
             (1, 4, (7, 7), 16, 1, 1, 0, (8, 2, 1)),
             (2, 130, (7, 7), 24, 1, 1, 0, (100, 2, 1)),  // both read in place (AVX-512), K > a chunk
+            (2, 40, (14, 14), 24, 1, 1, 0, (70, 2, 1)),  // 14x14: subsampled, then packed
+            (1, 6, (10, 13), 9, 3, 1, 1, (11, 2, 0)),    // 130 pixels, 3x3: subsampled, packed
             (3, 8, (5, 11), 9, 1, 1, 0, (7, 1, 0)),      // stride-1 projection
             (1, 8, (5, 11), 17, 3, 1, 1, (3, 2, 1)),     // basic block conv2 with projection
             (2, 9, (13, 7), 8, 3, 1, 1, (5, 2, 0)),

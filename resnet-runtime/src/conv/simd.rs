@@ -919,7 +919,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     let ohw = g.oh * g.ow;
     if let Some(sc) = g.shortcut
         && sc.stride > 1
-        && ohw <= IN_PLACE_PLANE * S::NR
+        && ohw <= SUBSAMPLED_PLANE
         && sc.c * ohw <= SUBSAMPLED
     {
         return subsampled(s, &g, ops, b, gi, panels, out, pixels);
@@ -1072,19 +1072,27 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     }
 }
 
-/// Floats of the stack buffer a strided shortcut is subsampled into ([`subsampled`]): 256 KiB,
-/// resnet50's layer4.0 (1024 channels of 7x7) and any shortcut of up to 1337 channels there.
-const SUBSAMPLED: usize = 64 * 1024;
+/// Floats of the stack buffer a strided shortcut is subsampled into ([`subsampled`]): 392 KiB,
+/// resnet50's layer3.0 (512 channels of 14x14) and layer4.0 (1024 of 7x7).
+const SUBSAMPLED: usize = 512 * 14 * 14;
 
-/// [`conv_run`] for a conv with a strided shortcut on a plane small enough to read in place
-/// ([`IN_PLACE_PLANE`]): the image's shortcut pixels are first copied out (`sc.c * oh * ow`
-/// floats, at most [`SUBSAMPLED`]), so that the shortcut rows are read in place too, in one
-/// chunk, rather than packed with strided loads chunk by chunk for every group of blocks.
-/// Same rows of K in the same order: the same sums, the same bits. With the main rows read in
-/// place as well, each block then runs its whole K before the next (`chunked`). Weights
-/// flushed before each call (`RESNET_RUNTIME_BENCH_COLD`), three alternating runs, resnet50's
-/// layer4.0.conv3 with its downsample: 129-131 -> 141-148 GFLOP/s; in the model
-/// (`resnet-bench --layers`, three alternating runs) 2.36-2.44 -> 2.04-2.22 ms.
+/// The largest output plane (pixels) whose strided shortcut is subsampled first
+/// ([`subsampled`]): 14x14. On 28x28 (resnet50's layer2.0.conv3, 800 KB of copy) it measured
+/// slower: 175-189 -> 168-172 GFLOP/s.
+const SUBSAMPLED_PLANE: usize = 14 * 14;
+
+/// [`conv_run`] for a conv with a strided shortcut on a small plane ([`SUBSAMPLED_PLANE`]): the
+/// image's shortcut pixels are first copied out (`sc.c * oh * ow` floats, at most
+/// [`SUBSAMPLED`]), so that the shortcut rows are contiguous: read in place where the main
+/// rows are too ([`IN_PLACE_PLANE`]), in one chunk, else packed with plain loads, rather than
+/// packed with strided loads chunk by chunk for every group of blocks. Same rows of K in the
+/// same order: the same sums, the same bits. With the main rows read in place as well, each
+/// block then runs its whole K before the next (`chunked`). Weights flushed before each call
+/// (`RESNET_RUNTIME_BENCH_COLD`), three alternating runs, resnet50's layer4.0.conv3 with its
+/// downsample: 129-131 -> 141-148 GFLOP/s; in the model (`resnet-bench --layers`, three
+/// alternating runs) 2.36-2.44 -> 2.04-2.22 ms. layer3.0.conv3 (14x14, 512 shortcut channels
+/// from 28x28), in the model, one thread, seven alternating runs: 2.28-2.60 -> 2.14-2.32 ms;
+/// two threads, three runs: 1.27-1.43 -> 1.21-1.26.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn subsampled<S: Simd>(
@@ -1099,17 +1107,25 @@ fn subsampled<S: Simd>(
 ) {
     let sc = g.shortcut.expect("a shortcut");
     let (ohw, sc_hw) = (g.oh * g.ow, sc.h * sc.w);
-    let mut buf = [0.0f32; SUBSAMPLED];
-    let copy = &mut buf[..sc.c * ohw];
+    // Not zeroed first (392 KiB, for a copy often smaller): every element of `copy` is
+    // written below before it is read.
+    let mut buf = [const { MaybeUninit::<f32>::uninit() }; SUBSAMPLED];
+    let n = sc.c * ohw;
+    let copy = &mut buf[..n];
     let planes = &ops.shortcut[b * sc.c * sc_hw..][..sc.c * sc_hw];
+    assert!(ohw > 0 && n <= SUBSAMPLED && sc.c * sc_hw == planes.len());
     for (dst, src) in copy.chunks_exact_mut(ohw).zip(planes.chunks_exact(sc_hw)) {
         for (y, dst) in dst.chunks_exact_mut(g.ow).enumerate() {
             let row = &src[y * sc.stride * sc.w..];
             for (x, d) in dst.iter_mut().enumerate() {
-                *d = row[x * sc.stride];
+                d.write(row[x * sc.stride]);
             }
         }
     }
+    // SAFETY: the loops above wrote all `n` elements: `sc.c` planes of `ohw = oh * ow` (the
+    // zip stops at the shorter, and both have `sc.c`), each `oh` rows of `ow`; `MaybeUninit<f32>`
+    // has the layout of `f32`.
+    let copy: &[f32] = unsafe { core::slice::from_raw_parts(copy.as_ptr().cast::<f32>(), n) };
     // The same conv on image `b` alone, its shortcut the copy: stride 1 on the output plane.
     let g1 = ConvGeom {
         n: 1,
