@@ -175,27 +175,13 @@ unsafe fn max_plane_avx512(g: &PoolGeom, plane: &[f32], oplane: &mut [f32]) {
     assert!(plane.len() == g.h * g.w && oplane.len() == g.oh * ow);
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    // The lanes of columns `c .. c + 16` inside the row `0..w`.
-    let in_row = |c: isize| -> __mmask16 {
-        let lo = (-c).clamp(0, 16);
-        let hi = (w - c).clamp(0, 16);
-        if lo >= hi {
-            0
-        } else {
-            ((1u32 << hi) - (1u32 << lo)) as __mmask16
-        }
-    };
+    let in_row = |c: isize| lanes_in_row(c, w);
     // Columns `c ..` of `row` in the lanes of `m`, `-inf` in the others.
     let load = |row: &[f32], c: isize, m: __mmask16| -> __m512 {
         debug_assert_eq!(row.len() as isize, w);
         // SAFETY: the lanes of `m` are columns inside `0..w` (`in_row`); the others are
         // not accessed.
         unsafe { _mm512_mask_loadu_ps(ninf, m, row.as_ptr().wrapping_offset(c)) }
-    };
-    // `later_max(a, b)` in every lane.
-    let later = |a: __m512, b: __m512| -> __m512 {
-        let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b, b);
-        _mm512_mask_blend_ps(take, a, b)
     };
     // Per vector and tap `j`: the column of lane 0 (or of element 0 of the first of two
     // loads) and the lanes (elements) inside the row: the same for every row.
@@ -235,11 +221,11 @@ unsafe fn max_plane_avx512(g: &PoolGeom, plane: &[f32], oplane: &mut [f32]) {
                         } else {
                             _mm512_permutex2var_ps(load(row, c, m0), evens, load(row, c + 16, m1))
                         };
-                        *hk = later(*hk, taps);
+                        *hk = later16(*hk, taps);
                     }
                 }
                 for (acc, &hk) in acc.iter_mut().zip(&hk).take(nv) {
-                    *acc = later(*acc, hk);
+                    *acc = later16(*acc, hk);
                 }
             }
             for (v, &acc) in acc.iter().enumerate().take(nv) {
@@ -251,6 +237,28 @@ unsafe fn max_plane_avx512(g: &PoolGeom, plane: &[f32], oplane: &mut [f32]) {
             }
         }
     }
+}
+
+/// The lanes of the 16 columns `c .. c + 16` that lie inside a row `0..w`.
+#[cfg(target_arch = "x86_64")]
+fn lanes_in_row(c: isize, w: isize) -> u16 {
+    let lo = (-c).clamp(0, 16);
+    let hi = (w - c).clamp(0, 16);
+    if lo >= hi {
+        0
+    } else {
+        ((1u32 << hi) - (1u32 << lo)) as u16
+    }
+}
+
+/// [`later_max`] in every lane: `b` where it is larger than `a` or NaN.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn later16(a: core::arch::x86_64::__m512, b: core::arch::x86_64::__m512) -> core::arch::x86_64::__m512 {
+    use core::arch::x86_64::*;
+    let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b, b);
+    _mm512_mask_blend_ps(take, a, b)
 }
 
 /// [`max_plane_avx512`] for ResNet's pool, 3x3 with stride 2 (padding up to 2): each input
@@ -278,21 +286,7 @@ unsafe fn max_plane_3x3s2(g: &PoolGeom, plane: &[f32], oplane: &mut [f32]) {
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    // `later_max(a, b)` in every lane.
-    let later = |a: __m512, b: __m512| -> __m512 {
-        let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(b, b);
-        _mm512_mask_blend_ps(take, a, b)
-    };
-    // The lanes of columns `c .. c + 16` inside the row `0..w`.
-    let in_row = |c: isize| -> __mmask16 {
-        let lo = (-c).clamp(0, 16);
-        let hi = (w - c).clamp(0, 16);
-        if lo >= hi {
-            0
-        } else {
-            ((1u32 << hi) - (1u32 << lo)) as __mmask16
-        }
-    };
+    let in_row = |c: isize| lanes_in_row(c, w);
     // Per vector `v` (and one past the last, for its tap 2): the lanes of its two loads, from
     // column `32 v - pad` (tap 0 of its first output column).
     let mut masks = [[0 as __mmask16; 2]; PLANE_VECTORS + 1];
@@ -343,7 +337,7 @@ unsafe fn max_plane_3x3s2(g: &PoolGeom, plane: &[f32], oplane: &mut [f32]) {
                     _mm512_castps_si512(t0),
                 ));
                 // `later_max(-inf, t0)` is `t0`'s bits: the first fold of a window's row.
-                *h = later(later(t0, t1), t2);
+                *h = later16(later16(t0, t1), t2);
                 (t0, t1) = (n0, n1);
             }
             next += 1;
@@ -352,7 +346,7 @@ unsafe fn max_plane_3x3s2(g: &PoolGeom, plane: &[f32], oplane: &mut [f32]) {
             // The first row's maxima as they are (`later_max(-inf, x)` is `x`), then the others.
             let mut acc = hrows[r0 % 3][v];
             for r in r0 + 1..r1 {
-                acc = later(acc, hrows[r % 3][v]);
+                acc = later16(acc, hrows[r % 3][v]);
             }
             let m = (u32::MAX >> (32 - cols.len())) as __mmask16;
             // SAFETY: lanes `0..cols.len()` are inside `cols`.
