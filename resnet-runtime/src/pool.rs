@@ -269,9 +269,9 @@ fn later16(a: core::arch::x86_64::__m512, b: core::arch::x86_64::__m512) -> core
 /// first (tap 2). The same folds in the same order as [`max_plane_avx512`], hence the same
 /// bits. resnet50's maxpool (64 x 112 x 112) in the model, three `--layers` runs alternating
 /// with the general kernel: one thread 0.30-0.32 -> 0.20-0.21 ms, two 0.145-0.148 -> 0.098-0.100
-/// (ONNX Runtime's, one thread, in its profiler: 0.16). (Without a NaN in a plane,
-/// each fold could be one `vmaxps(b, a)`, which keeps `a` for `-0.0` against `0.0` as
-/// `later_max` does; checking the plane for NaNs first cost more than that saved: 0.37 ms.)
+/// (ONNX Runtime's, one thread, in its profiler: 0.16). (Without a NaN in a plane, each fold
+/// could be one `vmaxps(b, a)`, which keeps `a` for `-0.0` against `0.0` as `later_max` does;
+/// checking each plane for NaNs first cost more than that saved: 0.37 ms against 0.21-0.24.)
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
@@ -533,9 +533,10 @@ mod tests {
 
     #[test]
     fn max_pool_special_values() {
-        // NaNs (in one plane of three), zeros of both signs and infinities (in two), which
-        // fold by `later_max`'s order only, for the 3x3 stride-2 kernel (pads 0 to 2, one to five vectors of output columns,
-        // odd and even sizes) and the general one (4x4, stride 2).
+        // NaNs (in one plane of three), zeros of both signs and infinities (in two), whose
+        // results depend on the order of the folds, for the 3x3 stride-2 kernel (pads 0 to 2,
+        // one to five vectors of output columns, odd and even sizes) and the general one (4x4,
+        // stride 2).
         let mut rng = Rng::new(3);
         let specials = [f32::NAN, 0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY];
         for &(h, w, k, p) in &[
