@@ -16,7 +16,7 @@ use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::Residual;
-use super::simd::{Cols, Epi, GROUP, Rows, Simd, Src};
+use super::simd::{Ahead, Cols, Epi, GROUP, Rows, Simd, Src};
 use crate::pack::MR;
 
 /// Lanes per vector.
@@ -82,14 +82,15 @@ impl Simd for Avx2Fma {
                 a.hi[r - MR..].as_ptr()
             }
         });
+        let ahead = b.ahead;
         let (b, part) = (b.planes.as_ptr(), part.as_mut_ptr().cast::<f32>());
         // SAFETY: `self` proves AVX2 and FMA; each `w[j]` has `kc` weights `MR` apart, `b`
         // `kc` rows, `part` `ROWS * NR` floats when it is used, and the epilogue's lanes lie
         // in `out` (all asserted).
         unsafe {
             match vectors {
-                1 => kernel::<1>(&w, b, ldb, kc, part, first, epi),
-                _ => kernel::<2>(&w, b, ldb, kc, part, first, epi),
+                1 => kernel::<1>(&w, b, ldb, kc, part, first, epi, ahead),
+                _ => kernel::<2>(&w, b, ldb, kc, part, first, epi, ahead),
             }
         }
     }
@@ -292,6 +293,7 @@ unsafe fn pack_shortcut<const CONTIG: bool>(src: &Src<'_>, ks: Range<usize>, mut
 /// `kc` weights `MR` apart, `b` `kc` rows `ldb` apart, `part` `ROWS * NR` floats unless
 /// `first` and `epi` are both set.
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel<const NV: usize>(
     w: &[*const f32; ROWS],
     mut b: *const f32,
@@ -300,6 +302,7 @@ unsafe fn kernel<const NV: usize>(
     part: *mut f32,
     first: bool,
     epi: Option<&mut Epi<'_>>,
+    mut ahead: Ahead,
 ) {
     let mut acc = [[_mm256_setzero_ps(); NV]; ROWS];
     if !first {
@@ -317,6 +320,10 @@ unsafe fn kernel<const NV: usize>(
         // stream. The first and last rows cover both panels a block of rows may span.
         _mm_prefetch::<_MM_HINT_T1>(w[0].wrapping_add((kc + k) * MR).cast());
         _mm_prefetch::<_MM_HINT_T1>(w[ROWS - 1].wrapping_add((kc + k) * MR).cast());
+        // The next tile's input lines this call asks for (see `Ahead`).
+        if ahead.count > 0 {
+            _mm_prefetch::<_MM_HINT_T1>(ahead.next().cast());
+        }
         // SAFETY: `k < kc`: row `k` of `b` (`NV` vectors) and each row's weight `k` are in
         // bounds.
         unsafe {

@@ -406,8 +406,12 @@ unsafe fn kernel<const NV: usize, const MASKED: bool, const EXTRA: bool>(
     // the next panel (both `rows * MR` floats on). Prefetched into L2 while this chunk runs,
     // since the hardware prefetchers stop at each 4 KiB page of a weight stream.
     let ahead = b.rows * MR;
+    let mut input_ahead = b.ahead;
     for _ in 0..b.rows {
         _mm_prefetch::<_MM_HINT_T1>(w.wrapping_add(ahead).cast());
+        if input_ahead.count > 0 {
+            _mm_prefetch::<_MM_HINT_T1>(input_ahead.next().cast());
+        }
         let mut x = [_mm512_setzero_ps(); NV];
         for (v, x) in x.iter_mut().enumerate() {
             // SAFETY: the caller's contract: every lane these loads enable is in

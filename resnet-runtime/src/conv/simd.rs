@@ -285,6 +285,47 @@ pub(super) struct Cols<'a> {
     /// The enabled lanes, by groups of 16 (ignored with `full`).
     pub(super) mask: [u16; 4],
     pub(super) full: bool,
+    /// Input lines a kernel call asks into L2 for the next tile (see [`Ahead`]).
+    pub(super) ahead: Ahead,
+}
+
+/// Lines of input a kernel call prefetches into L2, one per value of `k` from the first until
+/// `count` are asked: line `line` (of `lines`, 16 floats each) of row `row` (rows `stride`
+/// floats apart from `base`), then the next line, wrapping to the next row. A prefetch never
+/// faults: the addresses need not be valid.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ahead {
+    pub(super) base: *const f32,
+    pub(super) stride: usize,
+    pub(super) lines: usize,
+    pub(super) row: usize,
+    pub(super) line: usize,
+    pub(super) count: usize,
+}
+
+impl Ahead {
+    /// Nothing to prefetch.
+    pub(super) const NONE: Ahead = Ahead {
+        base: core::ptr::null(),
+        stride: 0,
+        lines: 1,
+        row: 0,
+        line: 0,
+        count: 0,
+    };
+
+    /// The address of the next line, and moves past it.
+    #[inline(always)]
+    pub(super) fn next(&mut self) -> *const f32 {
+        let at = self.base.wrapping_add(self.row * self.stride + self.line * 16);
+        self.count -= 1;
+        self.line += 1;
+        if self.line == self.lines {
+            self.line = 0;
+            self.row += 1;
+        }
+        at
+    }
 }
 
 impl Cols<'_> {
@@ -296,6 +337,7 @@ impl Cols<'_> {
             rows,
             mask: [u16::MAX; 4],
             full: true,
+            ahead: Ahead::NONE,
         }
     }
 
@@ -307,6 +349,7 @@ impl Cols<'_> {
             rows,
             mask: [0, 1, 2, 3].map(|v| (mask >> (16 * v)) as u16),
             full,
+            ahead: Ahead::NONE,
         }
     }
 
@@ -965,11 +1008,18 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // 1x1, stride 1, no padding: every lane of every channel reads in range.
     let pointwise = g.k == 1 && g.stride == 1 && g.pad == 0 && table;
 
-    // Planes of many tiles: the next tile's output and (but for 1x1 convs) input are
-    // prefetched (see `prefetch_out`); on small planes a run is a few tiles, whose lines the
-    // hardware prefetchers bring. (Prefetching a 1x1 conv's next tile of input rows measured
-    // no gain once those rows are packed: resnet50's 1x1 convs on 56x56 and 28x28, -10% to
-    // +4%.)
+    // Planes of many tiles: the next tile's output and input are prefetched (see
+    // `prefetch_out`); on small planes a run is a few tiles, whose lines the hardware
+    // prefetchers bring. A 1x1 conv's next tile of input rows is not asked for all at once
+    // before the tile (that measured no gain once those rows are packed: resnet50's 1x1 convs
+    // on 56x56 and 28x28, -10% to +4%) but a line per `k` by the tile's kernel calls of K in
+    // chunks, shared out among them ([`Ahead`]): the hundreds of lines of one tile (three per
+    // channel, a plane apart) are more streams than the hardware prefetchers follow, and a
+    // burst of prefetches presumably waits for the same few fill buffers as the packing.
+    // resnet50 in the model, one thread, three runs alternating: layer1.1-2.conv1 (256 -> 64
+    // on 56x56) 0.68-0.69 -> 0.60-0.63 ms, layer2.0.conv1 (256 -> 128) 1.18-1.21 -> 1.11-1.16,
+    // layer2.1-3.conv1 (512 -> 128 on 28x28) 0.56-0.59 -> 0.54-0.57. (Two tiles ahead: no
+    // better.)
     let big = ohw >= BIG_PLANE_TILES * S::NR;
 
     // Groups of blocks of rows whose weights stay in L2 while the tiles go past, except where
@@ -1012,11 +1062,20 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         let mut rows_asked = 0;
         while p0 < pixels.end {
             let nv = tiling.len_at(p0, ohw);
+            // A 1x1 conv's next tile of input rows (pixels `p0 + nv ..` of each main channel,
+            // `lines` lines each), which the kernel calls of this tile ask for a line at a time.
+            let mut next_in = None;
             if big && p0 + nv < pixels.end {
                 let next = tiling.len_at(p0 + nv, ohw);
                 prefetch_out(out, ohw, g0..g1, p0 + nv, next);
                 if !pointwise {
                     prefetch_in(&g, input, p0 + nv, next, &mut rows_asked);
+                } else {
+                    // The lines holding the `next` floats from `at` in each row: one more
+                    // where a row does not start a line.
+                    let at = input.as_ptr().wrapping_add(p0 + nv);
+                    let aligned = hw.is_multiple_of(16) && (at as usize).is_multiple_of(64);
+                    next_in = Some((at, next.div_ceil(16) + usize::from(!aligned)));
                 }
             }
             let plan = Plan::new(&g, p0, nv, table);
@@ -1064,7 +1123,17 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                     s.kernel(&a, &b, tile.src.vectors, &mut [], true, Some(&mut epi));
                 }
             } else {
-                chunked(&tile, &run, g0..g1, (p0, nv), kc, &mut buf, &mut part, out);
+                chunked(
+                    &tile,
+                    &run,
+                    g0..g1,
+                    (p0, nv),
+                    kc,
+                    &mut buf,
+                    &mut part,
+                    out,
+                    next_in,
+                );
             }
             p0 += nv;
         }
@@ -1159,6 +1228,7 @@ fn chunked<S: Simd>(
     buf: &mut Buf,
     part: &mut [MaybeUninit<f32>; GROUP * MR * (MAX_NR + 1)],
     out: OutPtr<'_>,
+    next_in: Option<(*const f32, usize)>,
 ) {
     let k_total = run.k_total;
     let (s, vectors) = (tile.s, tile.src.vectors);
@@ -1184,11 +1254,29 @@ fn chunked<S: Simd>(
         }
         return;
     }
+    let calls = rows.len().div_ceil(S::ROWS);
     for ks in tile.chunks(kc) {
         let b = tile.cols(ks.clone(), buf);
+        // The next tile's lines of this chunk's main rows, shared out evenly among its calls.
+        let main = ks.start..ks.end.min(tile.src.k_main);
+        let lines = next_in.map_or(0, |(_, l)| l * main.len());
         let blocks = rows.clone().step_by(S::ROWS);
-        for (r0, part) in blocks.zip(part.chunks_exact_mut(part_len::<S>())) {
-            call(r0, &ks, &b, part);
+        for (j, (r0, part)) in blocks.zip(part.chunks_exact_mut(part_len::<S>())).enumerate() {
+            match next_in {
+                Some((base, per_row)) if !main.is_empty() => {
+                    let (l0, l1) = (lines * j / calls, lines * (j + 1) / calls);
+                    let ahead = Ahead {
+                        base,
+                        stride: tile.src.hw,
+                        lines: per_row,
+                        row: main.start + l0 / per_row,
+                        line: l0 % per_row,
+                        count: (l1 - l0).min(ks.len()),
+                    };
+                    call(r0, &ks, &Cols { ahead, ..b }, part);
+                }
+                _ => call(r0, &ks, &b, part),
+            }
         }
     }
 }
