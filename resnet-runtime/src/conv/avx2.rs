@@ -302,8 +302,9 @@ unsafe fn kernel<const NV: usize>(
     part: *mut f32,
     first: bool,
     epi: Option<&mut Epi<'_>>,
-    mut ahead: Ahead,
+    ahead: Ahead,
 ) {
+    let mut ahead = ahead;
     let mut acc = [[_mm256_setzero_ps(); NV]; ROWS];
     if !first {
         for (r, acc) in acc.iter_mut().enumerate() {
@@ -313,32 +314,45 @@ unsafe fn kernel<const NV: usize>(
             }
         }
     }
-    for k in 0..kc {
-        // Where these rows read next: the same rows of their panels' next chunk of K or, with
-        // one chunk, the next panels (`kc * MR` floats on). Prefetched into L2 while this
-        // chunk runs, since the hardware prefetchers stop at each 4 KiB page of a weight
-        // stream. The first and last rows cover both panels a block of rows may span.
-        _mm_prefetch::<_MM_HINT_T1>(w[0].wrapping_add((kc + k) * MR).cast());
-        _mm_prefetch::<_MM_HINT_T1>(w[ROWS - 1].wrapping_add((kc + k) * MR).cast());
-        // The next tile's input lines this call asks for (see `Ahead`).
-        if ahead.count > 0 {
-            _mm_prefetch::<_MM_HINT_T1>(ahead.next().cast());
-        }
-        // SAFETY: `k < kc`: row `k` of `b` (`NV` vectors) and each row's weight `k` are in
-        // bounds.
-        unsafe {
-            let mut x = [_mm256_setzero_ps(); NV];
-            for (v, x) in x.iter_mut().enumerate() {
-                *x = _mm256_loadu_ps(b.add(LANES * v));
+    // One value of `k`: the prefetches (the next tile's input only in the first loop below,
+    // so that the loop without them has no branch), then the multiply-adds.
+    macro_rules! step {
+        ($k:expr, $ask:expr) => {
+            let k = $k;
+            // Where these rows read next: the same rows of their panels' next chunk of K or,
+            // with one chunk, the next panels (`kc * MR` floats on). Prefetched into L2 while
+            // this chunk runs, since the hardware prefetchers stop at each 4 KiB page of a
+            // weight stream. The first and last rows cover both panels a block of rows may
+            // span.
+            _mm_prefetch::<_MM_HINT_T1>(w[0].wrapping_add((kc + k) * MR).cast());
+            _mm_prefetch::<_MM_HINT_T1>(w[ROWS - 1].wrapping_add((kc + k) * MR).cast());
+            // The next tile's input lines this call asks for (see `Ahead`).
+            if $ask {
+                _mm_prefetch::<_MM_HINT_T1>(ahead.next().cast());
             }
-            for (acc, w) in acc.iter_mut().zip(w) {
-                let w = _mm256_broadcast_ss(&*w.add(k * MR));
-                for (acc, &x) in acc.iter_mut().zip(&x) {
-                    *acc = _mm256_fmadd_ps(w, x, *acc);
+            // SAFETY: `k < kc`: row `k` of `b` (`NV` vectors) and each row's weight `k` are in
+            // bounds.
+            unsafe {
+                let mut x = [_mm256_setzero_ps(); NV];
+                for (v, x) in x.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(b.add(LANES * v));
                 }
+                for (acc, w) in acc.iter_mut().zip(w) {
+                    let w = _mm256_broadcast_ss(&*w.add(k * MR));
+                    for (acc, &x) in acc.iter_mut().zip(&x) {
+                        *acc = _mm256_fmadd_ps(w, x, *acc);
+                    }
+                }
+                b = b.wrapping_add(ldb);
             }
-            b = b.wrapping_add(ldb);
-        }
+        };
+    }
+    let asks = ahead.count.min(kc);
+    for k in 0..asks {
+        step!(k, true);
+    }
+    for k in asks..kc {
+        step!(k, false);
     }
     match epi {
         None => {

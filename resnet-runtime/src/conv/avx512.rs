@@ -407,41 +407,53 @@ unsafe fn kernel<const NV: usize, const MASKED: bool, const EXTRA: bool>(
     // since the hardware prefetchers stop at each 4 KiB page of a weight stream.
     let ahead = b.rows * MR;
     let mut input_ahead = b.ahead;
-    for _ in 0..b.rows {
-        _mm_prefetch::<_MM_HINT_T1>(w.wrapping_add(ahead).cast());
-        if input_ahead.count > 0 {
-            _mm_prefetch::<_MM_HINT_T1>(input_ahead.next().cast());
-        }
-        let mut x = [_mm512_setzero_ps(); NV];
-        for (v, x) in x.iter_mut().enumerate() {
-            // SAFETY: the caller's contract: every lane these loads enable is in
-            // `b.planes`; masked-off lanes are not accessed.
-            *x = unsafe {
-                if MASKED {
-                    _mm512_maskz_loadu_ps(b.mask[v], row.wrapping_add(LANES * v))
-                } else {
-                    _mm512_loadu_ps(row.wrapping_add(LANES * v))
+    // One value of `k`: the weights' and (first) the next tile's input prefetches, then the
+    // multiply-adds. Two loops, with and without the input prefetch, rather than a branch in
+    // one: with the branch the extra pixel's sums were kept in memory, not in a register.
+    macro_rules! step {
+        ($ask:expr) => {
+            _mm_prefetch::<_MM_HINT_T1>(w.wrapping_add(ahead).cast());
+            if $ask {
+                _mm_prefetch::<_MM_HINT_T1>(input_ahead.next().cast());
+            }
+            let mut x = [_mm512_setzero_ps(); NV];
+            for (v, x) in x.iter_mut().enumerate() {
+                // SAFETY: the caller's contract: every lane these loads enable is in
+                // `b.planes`; masked-off lanes are not accessed.
+                *x = unsafe {
+                    if MASKED {
+                        _mm512_maskz_loadu_ps(b.mask[v], row.wrapping_add(LANES * v))
+                    } else {
+                        _mm512_loadu_ps(row.wrapping_add(LANES * v))
+                    }
+                };
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `w` has `MR` floats per row of `b`.
+                let w = _mm512_set1_ps(unsafe { *w.add(r) });
+                for (acc, &x) in acc.iter_mut().zip(&x) {
+                    *acc = _mm512_fmadd_ps(w, x, *acc);
                 }
-            };
-        }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: `w` has `MR` floats per row of `b`.
-            let w = _mm512_set1_ps(unsafe { *w.add(r) });
-            for (acc, &x) in acc.iter_mut().zip(&x) {
-                *acc = _mm512_fmadd_ps(w, x, *acc);
             }
-        }
-        if EXTRA {
-            // SAFETY: lane `NR` of the row is in bounds (the caller's contract); `w` has `MR`
-            // floats for this `k`.
-            unsafe {
-                let x = _mm256_set1_ps(*row.wrapping_add(NR));
-                extra = _mm256_fmadd_ps(_mm256_loadu_ps(w), x, extra);
+            if EXTRA {
+                // SAFETY: lane `NR` of the row is in bounds (the caller's contract); `w` has
+                // `MR` floats for this `k`.
+                unsafe {
+                    let x = _mm256_set1_ps(*row.wrapping_add(NR));
+                    extra = _mm256_fmadd_ps(_mm256_loadu_ps(w), x, extra);
+                }
             }
-        }
-        // SAFETY: as above.
-        w = unsafe { w.add(MR) };
-        row = row.wrapping_add(b.stride);
+            // SAFETY: as above.
+            w = unsafe { w.add(MR) };
+            row = row.wrapping_add(b.stride);
+        };
+    }
+    let asks = input_ahead.count.min(b.rows);
+    for _ in 0..asks {
+        step!(true);
+    }
+    for _ in asks..b.rows {
+        step!(false);
     }
     match epi {
         None => {

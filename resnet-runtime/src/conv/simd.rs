@@ -290,15 +290,14 @@ pub(super) struct Cols<'a> {
 }
 
 /// Lines of input a kernel call prefetches into L2, one per value of `k` from the first until
-/// `count` are asked: line `line` (of `lines`, 16 floats each) of row `row` (rows `stride`
-/// floats apart from `base`), then the next line, wrapping to the next row. A prefetch never
-/// faults: the addresses need not be valid.
+/// `count` are asked: line `line` (of `lines`, 16 floats each) of the row at `row`, then the
+/// next line, wrapping to the next row (`stride` floats on). A prefetch never faults: the
+/// addresses need not be valid.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ahead {
-    pub(super) base: *const f32,
+    pub(super) row: *const f32,
     pub(super) stride: usize,
     pub(super) lines: usize,
-    pub(super) row: usize,
     pub(super) line: usize,
     pub(super) count: usize,
 }
@@ -306,23 +305,22 @@ pub(super) struct Ahead {
 impl Ahead {
     /// Nothing to prefetch.
     pub(super) const NONE: Ahead = Ahead {
-        base: core::ptr::null(),
+        row: core::ptr::null(),
         stride: 0,
         lines: 1,
-        row: 0,
         line: 0,
         count: 0,
     };
 
-    /// The address of the next line, and moves past it.
+    /// The address of the next line, and moves past it (`count` must be positive).
     #[inline(always)]
     pub(super) fn next(&mut self) -> *const f32 {
-        let at = self.base.wrapping_add(self.row * self.stride + self.line * 16);
+        let at = self.row.wrapping_add(self.line * 16);
         self.count -= 1;
         self.line += 1;
         if self.line == self.lines {
             self.line = 0;
-            self.row += 1;
+            self.row = self.row.wrapping_add(self.stride);
         }
         at
     }
@@ -1266,10 +1264,9 @@ fn chunked<S: Simd>(
                 Some((base, per_row)) if !main.is_empty() => {
                     let (l0, l1) = (lines * j / calls, lines * (j + 1) / calls);
                     let ahead = Ahead {
-                        base,
+                        row: base.wrapping_add((main.start + l0 / per_row) * tile.src.hw),
                         stride: tile.src.hw,
                         lines: per_row,
-                        row: main.start + l0 / per_row,
                         line: l0 % per_row,
                         count: (l1 - l0).min(ks.len()),
                     };
