@@ -181,15 +181,21 @@ fn run_all_jobs<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32]) {
 /// every output channel of its share of the tiles: [`conv_tiles`]) rather than by jobs (each
 /// thread its output channels, all pixels): on a SIMD engine, with fewer images than threads
 /// (else the jobs of different images split with no data read twice), and when the weights
-/// take no more bytes than the input: split by channels, every thread reads the whole input;
-/// split by pixels, every thread reads all the weights. Each thread gets at least two tiles.
+/// take at most 4x the bytes of the input: split by channels, every thread reads (and packs)
+/// the whole input; split by pixels, every thread reads all the weights, the second mostly
+/// from the shared cache after the first. Each thread gets at least two tiles. resnet50 on two
+/// threads (`--layers`, three runs alternating): with the bound at 1x, layer3.1-5.conv1
+/// (1024 -> 256 on 14x14, weights 1.3x the input) took 0.32-0.36 ms, at 2x 0.30-0.33; at 4x
+/// layer3.0.conv2 (stride 2, 2.9x) 0.78-0.82 -> 0.67-0.74 (measured with the bound at 6x,
+/// where layer3's conv3, 256 -> 1024 at 5.2x, went from 0.35-0.39 to 0.38-0.43 ms); whole
+/// forward pass, three runs alternating: 22.7-23.3 -> 21.9-22.4 ms.
 #[cfg(feature = "std")]
 fn split_by_pixels(g: &ConvGeom, ops: &Operands<'_>, threads: usize) -> bool {
     let Some(nr) = ops.engine.nr() else {
         return false;
     };
     let per_image_input = (g.input_len() + g.shortcut_len()) / g.n.max(1);
-    g.n < threads && ops.packed.len() <= per_image_input && (g.oh * g.ow).div_ceil(nr) >= 2 * threads
+    g.n < threads && ops.packed.len() <= 4 * per_image_input && (g.oh * g.ow).div_ceil(nr) >= 2 * threads
 }
 
 /// Runs the call as `threads` parts of [`conv_tiles`] on the thread pool.
