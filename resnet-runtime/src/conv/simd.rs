@@ -285,7 +285,9 @@ pub(super) struct Cols<'a> {
     /// The enabled lanes, by groups of 16 (ignored with `full`).
     pub(super) mask: [u16; 4],
     pub(super) full: bool,
-    /// Input lines a kernel call asks into L2 for the next tile (see [`Ahead`]).
+    /// Input lines a kernel call asks into L2 for the next tile (see [`Ahead`]; the x86-64
+    /// kernels only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) ahead: Ahead,
 }
 
@@ -294,6 +296,7 @@ pub(super) struct Cols<'a> {
 /// next line, wrapping to the next row (`stride` floats on). A prefetch never faults: the
 /// addresses need not be valid.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct Ahead {
     pub(super) row: *const f32,
     pub(super) stride: usize,
@@ -313,6 +316,7 @@ impl Ahead {
     };
 
     /// The address of the next line, and moves past it (`count` must be positive).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     #[inline(always)]
     pub(super) fn next(&mut self) -> *const f32 {
         let at = self.row.wrapping_add(self.line * 16);
