@@ -315,6 +315,26 @@ impl Ahead {
         count: 0,
     };
 
+    /// Call `j` of `calls`' share of the lines `lines` of each of `rows` (row `r` at `base + r
+    /// * stride`): the `j`-th of `calls` nearly equal runs of the `rows.len() * lines` lines in
+    /// row-major order, at most `max` of them (a call asks for one line per `k`).
+    pub(super) fn share(
+        (base, stride, lines): (*const f32, usize, usize),
+        rows: Range<usize>,
+        (j, calls): (usize, usize),
+        max: usize,
+    ) -> Ahead {
+        let total = lines * rows.len();
+        let (l0, l1) = (total * j / calls, total * (j + 1) / calls);
+        Ahead {
+            row: base.wrapping_add((rows.start + l0 / lines) * stride),
+            stride,
+            lines,
+            line: l0 % lines,
+            count: (l1 - l0).min(max),
+        }
+    }
+
     /// The address of the next line, and moves past it (`count` must be positive).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     #[inline(always)]
@@ -1219,6 +1239,9 @@ fn subsampled<S: Simd>(
 
 /// The blocks of rows `rows` (at most [`GROUP`] blocks) of one tile when K takes several
 /// chunks: for each chunk, pack it (once) and continue each block's partial sums with it.
+/// With `next_in` (the next tile's first input pixel in the group's channel 0, and the lines
+/// of each row it reads), the calls of each chunk also prefetch those lines of the chunk's
+/// main rows ([`Ahead::share`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn chunked<S: Simd>(
@@ -1261,19 +1284,12 @@ fn chunked<S: Simd>(
         let b = tile.cols(ks.clone(), buf);
         // The next tile's lines of this chunk's main rows, shared out evenly among its calls.
         let main = ks.start..ks.end.min(tile.src.k_main);
-        let lines = next_in.map_or(0, |(_, l)| l * main.len());
         let blocks = rows.clone().step_by(S::ROWS);
         for (j, (r0, part)) in blocks.zip(part.chunks_exact_mut(part_len::<S>())).enumerate() {
             match next_in {
                 Some((base, per_row)) if !main.is_empty() => {
-                    let (l0, l1) = (lines * j / calls, lines * (j + 1) / calls);
-                    let ahead = Ahead {
-                        row: base.wrapping_add((main.start + l0 / per_row) * tile.src.hw),
-                        stride: tile.src.hw,
-                        lines: per_row,
-                        line: l0 % per_row,
-                        count: (l1 - l0).min(ks.len()),
-                    };
+                    let rows = (base, tile.src.hw, per_row);
+                    let ahead = Ahead::share(rows, main.clone(), (j, calls), ks.len());
                     call(r0, &ks, &Cols { ahead, ..b }, part);
                 }
                 _ => call(r0, &ks, &b, part),
@@ -1363,6 +1379,37 @@ fn pack_on_the_fly(
             for (l, d) in row[..plan.nv].iter_mut().enumerate() {
                 *d = plane[plan.sc_px[l]];
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ahead;
+
+    /// The calls of a chunk, each asking for its share through [`Ahead::next`], ask for every
+    /// line of every main row exactly once, in row-major order; a share never exceeds the
+    /// call's `k`s.
+    #[test]
+    fn ahead_shares_cover_each_line_once() {
+        let base = core::ptr::null::<f32>().wrapping_add(1 << 20);
+        let stride = 3136; // a 56x56 plane
+        for (rows, lines, calls) in [(0..128, 3, 8), (5..37, 4, 7), (128..256, 3, 16), (0..1, 2, 5)] {
+            let mut asked = Vec::new();
+            for j in 0..calls {
+                let mut a = Ahead::share((base, stride, lines), rows.clone(), (j, calls), usize::MAX);
+                while a.count > 0 {
+                    asked.push(a.next() as usize);
+                }
+            }
+            let want: Vec<usize> = rows
+                .clone()
+                .flat_map(|r| (0..lines).map(move |l| base.wrapping_add(r * stride + l * 16) as usize))
+                .collect();
+            assert_eq!(asked, want, "{rows:?} x {lines} lines in {calls} calls");
+            // Capped at `max` per call.
+            let capped = Ahead::share((base, stride, lines), rows.clone(), (0, calls), 2);
+            assert_eq!(capped.count, (want.len() / calls).min(2));
         }
     }
 }
