@@ -214,8 +214,13 @@ const L2_WEIGHTS: usize = 1 << 20;
 /// with them.
 const L2_SCRATCH_FLOATS: usize = 96 * 1024;
 
-/// The scratch buffer of one call (uninitialized until a plan zeroes what it uses).
-type Scratch = [MaybeUninit<f32>; SCRATCH_FLOATS];
+/// The scratch buffer of one call. Its `V` part is written by the input transform before the
+/// GEMMs read it, element by element, and is never viewed as `f32` before that; the GEMM
+/// result part is zeroed by each call (see [`jobs_with`]).
+type Scratch = [Uninit; SCRATCH_FLOATS];
+
+/// A scratch element: written before it is read.
+type Uninit = MaybeUninit<f32>;
 
 /// The least scratch any kernel needs: one channel of `V` and the GEMM result for blocks of
 /// `NR <= 6` tiles and `MRK * MR <= 64` channels.
@@ -784,7 +789,7 @@ trait Kernel<const MR: usize> {
     /// along each row `i`, one tile per lane: `V[6i + j]` of tile `l` is
     /// `bt(t[i][4l .. 4l + 6])[j]`.
     #[inline(always)]
-    fn input_chunk(rows: &[Option<&[f32]>; ALPHA], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+    fn input_chunk(rows: &[Option<&[f32]>; ALPHA], x0: isize, n: usize, v: &mut [Uninit], pos_stride: usize) {
         let cols = TILE * n + 2;
         let at = |row: Option<&[f32]>, u: usize| {
             let x = x0 + u as isize;
@@ -811,13 +816,9 @@ trait Kernel<const MR: usize> {
 
     /// `dst[l] = src[l]` for `l < n` (`n <= LANES`, `dst.len() >= n`).
     #[inline(always)]
-    fn store(dst: &mut [f32], src: &[f32; LANES], n: usize) {
-        if n == LANES {
-            dst[..LANES].copy_from_slice(src);
-        } else {
-            for (d, &s) in dst.iter_mut().zip(&src[..n]) {
-                *d = s;
-            }
+    fn store(dst: &mut [Uninit], src: &[f32; LANES], n: usize) {
+        for (d, &s) in dst[..n].iter_mut().zip(src) {
+            d.write(s);
         }
     }
 
@@ -864,7 +865,7 @@ trait Kernel<const MR: usize> {
     /// bt2(column u)[i]`; then along each row `i`, one tile per lane: `V[4i + j]` of tile `l`
     /// is `bt2(t[i][2l .. 2l + 4])[j]`.
     #[inline(always)]
-    fn input_chunk2(rows: &[Option<&[f32]>; 4], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+    fn input_chunk2(rows: &[Option<&[f32]>; 4], x0: isize, n: usize, v: &mut [Uninit], pos_stride: usize) {
         let cols = 2 * n + 2;
         let at = |row: Option<&[f32]>, u: usize| {
             let x = x0 + u as isize;
@@ -950,8 +951,9 @@ struct Gemm<'a> {
     /// Panels in this call (`1..=MRK`).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     mk: usize,
-    /// The transformed input from the call's first tile: `v[k * v_stride + j]`, `j < n`.
-    v: &'a [f32],
+    /// The transformed input from the call's first tile: `v[k * v_stride + j]`, `j < n` (those
+    /// written by the block's input transform; the rest of the slice may be uninitialized).
+    v: &'a [Uninit],
     /// Distance between channels in `v` (the block's tile count).
     v_stride: usize,
     /// Channels summed in this call.
@@ -1000,7 +1002,9 @@ fn portable_gemm<const MR: usize, const NR: usize>(args: &Gemm<'_>, m: &mut [f32
     let (u, _) = args.u[..args.kc * MR].as_chunks::<MR>();
     let v = &args.v[..(args.kc - 1) * args.v_stride + NR];
     for (k, a) in u.iter().enumerate() {
-        let b: [f32; NR] = core::array::from_fn(|j| v[k * args.v_stride + j]);
+        // SAFETY: tiles `j < NR <= n` of channels `k < kc`: written by the block's input
+        // transform before any GEMM of the block runs.
+        let b: [f32; NR] = core::array::from_fn(|j| unsafe { v[k * args.v_stride + j].assume_init() });
         for j in 0..NR {
             for r in 0..MR {
                 acc[j][r] += a[r] * b[j];
@@ -1104,13 +1108,18 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize, const T: usize>(
     let plan = Plan::new(&g, T, K::NR, K::MRK, MR, budget);
     let used = plan.pos * (plan.v_stride(plan.kc) + plan.block * K::MRK * MR);
     debug_assert!(used <= SCRATCH_FLOATS);
-    let scratch = &mut buf[..used.min(SCRATCH_FLOATS)];
-    for x in scratch.iter_mut() {
+    let (v, m) = buf[..used.min(SCRATCH_FLOATS)].split_at_mut(plan.pos * plan.v_stride(plan.kc));
+    // `V` stays uninitialized: the input transform writes each element a GEMM reads. (It used
+    // to be zeroed with the rest, up to 1.1 MB per call and thread. resnet50's Winograd convs
+    // together, three `--layers` runs alternating: one thread 7.50-7.90 -> 7.23-7.65 ms; two
+    // threads 4.25-4.32 against 4.19-4.37, no difference.) The GEMM result is zeroed, so that
+    // it can be viewed as `f32`.
+    for x in m.iter_mut() {
         x.write(0.0);
     }
-    // SAFETY: every element of `scratch` was just initialized, and `MaybeUninit<f32>` has the
-    // layout of `f32`.
-    let scratch: &mut [f32] = unsafe { &mut *(scratch as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    // SAFETY: every element of `m` was just initialized, and `MaybeUninit<f32>` has the layout
+    // of `f32`.
+    let m: &mut [f32] = unsafe { &mut *(m as *mut [Uninit] as *mut [f32]) };
 
     // This share of each image's tiles.
     let tiles = plan.tiles * part / parts..plan.tiles * (part + 1) / parts;
@@ -1137,7 +1146,7 @@ fn jobs_with<G: Geom, K: Kernel<MR>, const MR: usize, const T: usize>(
             gg,
             &plan,
             &run_ops,
-            scratch,
+            (&mut *v, &mut *m),
             b,
             gi,
             p_lo..p_hi,
@@ -1157,7 +1166,7 @@ fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize, const T: usize>(
     gg: G,
     plan: &Plan,
     ops: &Operands<'_>,
-    scratch: &mut [f32],
+    (v, m): (&mut [Uninit], &mut [f32]),
     b: usize,
     gi: usize,
     panels: Range<usize>,
@@ -1170,7 +1179,6 @@ fn run_panels<G: Geom, K: Kernel<MR>, const MR: usize, const T: usize>(
     let input = &ops.input[(b * g.c + gi * cg) * hw..][..cg * hw];
     let block = plan.block;
     let mw = K::MRK * MR;
-    let (v, m) = scratch.split_at_mut(plan.pos * plan.v_stride(plan.kc));
     let m = &mut m[..plan.pos * block * mw];
     let one_chunk = plan.kc >= cg;
 
@@ -1209,7 +1217,7 @@ fn input_transform<K: Kernel<MR>, const MR: usize, const T: usize>(
     chans: Range<usize>,
     t0: usize,
     nt: usize,
-    v: &mut [f32],
+    v: &mut [Uninit],
 ) {
     let hw = g.h * g.w;
     let kc = chans.len();
@@ -1235,7 +1243,7 @@ fn input_chunk<K: Kernel<MR>, const MR: usize, const T: usize>(
     ty: usize,
     tx: usize,
     n: usize,
-    v: &mut [f32],
+    v: &mut [Uninit],
     pos_stride: usize,
 ) {
     let y0 = (T * ty) as isize - g.pad as isize;
@@ -1278,7 +1286,7 @@ fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
     c0: usize,
     kc: usize,
     nt: usize,
-    v: &[f32],
+    v: &[Uninit],
     m: &mut [f32],
 ) {
     let g = gg.get();
@@ -1444,7 +1452,7 @@ mod x86 {
     use core::ops::Range;
 
     use super::{
-        ALPHA, FullTile, Gemm, Geom, Kernel, LANES, Operands, OutPtr, POS, Scratch, TILE, jobs_with,
+        ALPHA, FullTile, Gemm, Geom, Kernel, LANES, Operands, OutPtr, POS, Scratch, TILE, Uninit, jobs_with,
     };
     use crate::Residual;
 
@@ -1527,7 +1535,7 @@ mod x86 {
             rows: &[Option<&[f32]>; ALPHA],
             x0: isize,
             n: usize,
-            v: &mut [f32],
+            v: &mut [Uninit],
             pos_stride: usize,
         ) {
             // SAFETY: `Avx512` only runs inside `jobs_avx512` (AVX-512F present).
@@ -1535,14 +1543,14 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn store(dst: &mut [f32], src: &[f32; LANES], n: usize) {
+        fn store(dst: &mut [Uninit], src: &[f32; LANES], n: usize) {
             let n = n.min(dst.len()).min(LANES);
             // SAFETY: AVX-512F is present (as above); the mask covers the first `n` lanes, all
             // within `dst` and `src`, and masked-off lanes are neither read nor written.
             unsafe {
                 let mask = ((1u32 << n) - 1) as u16;
                 let v = _mm512_loadu_ps(src.as_ptr());
-                _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask, v);
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().cast(), mask, v);
             }
         }
 
@@ -1559,7 +1567,13 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn input_chunk2(rows: &[Option<&[f32]>; 4], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+        fn input_chunk2(
+            rows: &[Option<&[f32]>; 4],
+            x0: isize,
+            n: usize,
+            v: &mut [Uninit],
+            pos_stride: usize,
+        ) {
             // SAFETY: AVX-512F is present (as above).
             unsafe { input_chunk2_512(rows, x0, n, v, pos_stride) }
         }
@@ -1581,7 +1595,7 @@ mod x86 {
     unsafe fn avx512<const MK: usize, const NR: usize>(args: &Gemm<'_>, m: *mut f32) {
         let mut acc = [[_mm512_setzero_ps(); MK]; NR];
         let u = args.u.as_ptr();
-        let v = args.v.as_ptr();
+        let v = args.v.as_ptr().cast::<f32>();
         if args.accumulate {
             for (j, aj) in acc.iter_mut().enumerate() {
                 for (p, a) in aj.iter_mut().enumerate() {
@@ -1603,7 +1617,8 @@ mod x86 {
                 *a = unsafe { _mm512_loadu_ps(u.add(p * args.u_stride + k * 16)) };
             }
             for (j, aj) in acc.iter_mut().enumerate() {
-                // SAFETY: `k < kc`, `j < NR <= n`: within `v` (see `check`).
+                // SAFETY: `k < kc`, `j < NR <= n`: within `v` (see `check`), and written by
+                // the block's input transform.
                 let b = _mm512_set1_ps(unsafe { *v.add(k * args.v_stride + j) });
                 for (p, acc) in aj.iter_mut().enumerate() {
                     *acc = _mm512_fmadd_ps(a[p], b, *acc);
@@ -1641,7 +1656,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     fn store_positions<const N: usize>(
-        v: &mut [f32],
+        v: &mut [Uninit],
         row: &[__m512; N],
         first: usize,
         pos_stride: usize,
@@ -1653,7 +1668,7 @@ mod x86 {
             assert!(at + n <= v.len());
             // SAFETY: the mask covers lanes `0 .. n`, within `v` from `at` (asserted);
             // masked-off lanes are not written.
-            unsafe { _mm512_mask_storeu_ps(v.as_mut_ptr().add(at), mask, r) };
+            unsafe { _mm512_mask_storeu_ps(v.as_mut_ptr().add(at).cast(), mask, r) };
         }
     }
 
@@ -1664,7 +1679,13 @@ mod x86 {
     /// along with columns 64 and 65 shifted in.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn input_chunk512(rows: &[Option<&[f32]>; ALPHA], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+    fn input_chunk512(
+        rows: &[Option<&[f32]>; ALPHA],
+        x0: isize,
+        n: usize,
+        v: &mut [Uninit],
+        pos_stride: usize,
+    ) {
         let add = |a, b| _mm512_add_ps(a, b);
         let sub = |a, b| _mm512_sub_ps(a, b);
         let scale = |c: f32, a| _mm512_mul_ps(_mm512_set1_ps(c), a);
@@ -1795,7 +1816,13 @@ mod x86 {
     /// 32 and 33 shifted in.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn input_chunk2_512(rows: &[Option<&[f32]>; 4], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+    fn input_chunk2_512(
+        rows: &[Option<&[f32]>; 4],
+        x0: isize,
+        n: usize,
+        v: &mut [Uninit],
+        pos_stride: usize,
+    ) {
         let add = |a, b| _mm512_add_ps(a, b);
         let sub = |a, b| _mm512_sub_ps(a, b);
         // Columns past the 2n + 2 the tiles read stay zero.
@@ -1943,7 +1970,7 @@ mod x86 {
             rows: &[Option<&[f32]>; ALPHA],
             x0: isize,
             n: usize,
-            v: &mut [f32],
+            v: &mut [Uninit],
             pos_stride: usize,
         ) {
             // SAFETY: `Avx2` only runs inside `jobs_avx2` (AVX2 present).
@@ -1967,7 +1994,7 @@ mod x86 {
     unsafe fn avx2<const NR: usize>(args: &Gemm<'_>, m: *mut f32) {
         let mut acc = [[_mm256_setzero_ps(); 2]; NR];
         let u = args.u.as_ptr();
-        let v = args.v.as_ptr();
+        let v = args.v.as_ptr().cast::<f32>();
         if args.accumulate {
             for (j, aj) in acc.iter_mut().enumerate() {
                 for (h, a) in aj.iter_mut().enumerate() {
@@ -1983,7 +2010,8 @@ mod x86 {
             // SAFETY: `k < kc`: within `u` (see `check`).
             let a = unsafe { [_mm256_loadu_ps(u.add(k * 16)), _mm256_loadu_ps(u.add(k * 16 + 8))] };
             for (j, aj) in acc.iter_mut().enumerate() {
-                // SAFETY: `k < kc`, `j < NR <= n`: within `v` (see `check`).
+                // SAFETY: `k < kc`, `j < NR <= n`: within `v` (see `check`), and written by
+                // the block's input transform.
                 let b = _mm256_set1_ps(unsafe { *v.add(k * args.v_stride + j) });
                 for (h, acc) in aj.iter_mut().enumerate() {
                     *acc = _mm256_fmadd_ps(a[h], b, *acc);
@@ -2005,7 +2033,13 @@ mod x86 {
     /// sixth.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn input_chunk256(rows: &[Option<&[f32]>; ALPHA], x0: isize, n: usize, v: &mut [f32], pos_stride: usize) {
+    fn input_chunk256(
+        rows: &[Option<&[f32]>; ALPHA],
+        x0: isize,
+        n: usize,
+        v: &mut [Uninit],
+        pos_stride: usize,
+    ) {
         let add = |a, b| _mm256_add_ps(a, b);
         let sub = |a, b| _mm256_sub_ps(a, b);
         let scale = |c: f32, a| _mm256_mul_ps(_mm256_set1_ps(c), a);
@@ -2072,7 +2106,7 @@ mod x86 {
                     assert!(at + nh <= v.len());
                     // SAFETY: the mask covers lanes `0 .. nh`, within `v` from `at`
                     // (asserted); masked-off lanes are not written.
-                    unsafe { _mm256_maskstore_ps(v.as_mut_ptr().add(at), mask, r) };
+                    unsafe { _mm256_maskstore_ps(v.as_mut_ptr().add(at).cast(), mask, r) };
                 }
             }
         }
