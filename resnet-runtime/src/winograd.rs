@@ -648,11 +648,14 @@ fn run_all_jobs<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32], isa: Isa) {
 /// output channel of its share of each image's 4x4 tiles) rather than by jobs (each thread its
 /// output channels, all tiles, each repeating the input transform of every tile): with fewer
 /// images than threads (else the jobs of different images split with nothing done twice) and
-/// weights no larger than the input (which each thread then reads whole), as for the direct
-/// conv ([`crate::conv`]).
+/// transformed weights (which each thread then reads whole) at most 8x the input's bytes. Two
+/// threads, `--layers` runs alternating with the bound at 1x: resnet50's layer2 3x3 convs
+/// (F(4x4), 5.9x) together 0.93-0.97 -> 0.86-0.91 ms (five runs), resnet18's 0.32-0.35 ->
+/// 0.30-0.31 and wide_resnet50_2's (F(2x2), 5.2x) 1.68-1.74 -> 1.56-1.67 (three runs); layer3's
+/// F(2x2) weights, 21x their 14x14 input, stay split by jobs.
 #[cfg(feature = "std")]
 fn split_by_tiles(g: &ConvGeom, ops: &Operands<'_>, threads: usize) -> bool {
-    g.n < threads && ops.packed.len() <= g.input_len() / g.n.max(1)
+    g.n < threads && ops.packed.len() <= 8 * (g.input_len() / g.n.max(1))
 }
 
 /// Cuts the jobs into `threads` contiguous ranges of (nearly) equal size, each with its slice
