@@ -2873,8 +2873,8 @@ mod tests {
         #[cfg(feature = "std")]
         {
             // Enough work for several threads (MIN_MACS_PER_THREAD each): split by jobs
-            // (weights larger than the input), then by tiles.
-            let mut by_jobs = geom(1, 64, (28, 28), 64, 1, 1);
+            // (transformed weights 23x the input's bytes), then by tiles.
+            let mut by_jobs = geom(1, 128, (14, 14), 128, 1, 1);
             let mut by_tiles = geom(1, 16, (64, 64), 16, 1, 1);
             for (g, tiles) in [(&mut by_jobs, false), (&mut by_tiles, true)] {
                 g.residual = true;
