@@ -165,6 +165,10 @@ pub(super) const GROUP: usize = 128;
 /// of 4.97 on one thread).
 const SHARED: usize = 32;
 
+/// Blocks of rows that share one packing of each chunk when the run is one tile (see
+/// `conv_run`).
+const ONE_TILE: usize = 16;
+
 /// One instruction set's microkernel and packers. A value is a proof that the CPU supports
 /// the instruction set (see [`crate::isa`]).
 pub(super) trait Simd: Copy {
@@ -1057,15 +1061,22 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // resnet50's layer3.0.conv2 1.70 -> 1.54 ms, layer4.0.conv2 2.2 -> 2.0 ms. (For stride-1
     // convs on 14x14 planes, the same measured no gain.) Nor is there anything to keep in L2
     // when the run is one tile (a 7x7 plane on AVX-512): each weight is read once whatever the
-    // groups, and fewer groups pack the tile fewer times. Hot, one thread, alternating in one
-    // process: resnet50's layer4.1.conv2 (K = 4608, 10 groups -> 2) 1299-1308 -> 1247-1275 us.
+    // groups, and fewer groups pack the tile fewer times; but each block's partial sums go
+    // to the stack and back per chunk, 1.5 KiB a block, which for `SHARED` blocks (48 KiB)
+    // no longer stay in L1 with the packed chunk, and the weights stream from that many
+    // places at once. Hence `ONE_TILE` blocks. Hot, one thread, alternating in one process,
+    // resnet50's layer4.1.conv2 (K = 4608) went 1299-1308 -> 1247-1275 us from 10 groups to 2
+    // (32 blocks); in the model (weights from memory, `resnet-bench --layers`, runs
+    // alternating), layer4.1-2's conv2 with 32 blocks against 16 (4 groups): one thread
+    // 1.57-1.66 -> 1.50-1.61 ms (six runs each), two threads 0.78-0.84 -> 0.75-0.81 ms (three);
+    // with 8 blocks 1.60-1.65 ms on one thread.
     let per_block = S::ROWS * k_total * 4;
     let strided = g.stride > 1 || g.shortcut.is_some_and(|s| s.stride > 1);
     let one_tile = pixels.end - pixels.start <= S::NR + usize::from(S::EXTRA);
     let blocks = if strided {
         (WEIGHTS_BYTES / per_block).clamp(SHARED, GROUP)
     } else if one_tile {
-        SHARED
+        ONE_TILE
     } else {
         (WEIGHTS_BYTES / per_block).clamp(1, SHARED)
     };
