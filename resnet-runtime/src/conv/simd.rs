@@ -289,11 +289,47 @@ pub(super) struct Cols<'a> {
     /// The enabled lanes, by groups of 16 (ignored with `full`).
     pub(super) mask: [u16; 4],
     pub(super) full: bool,
-    /// Input lines a kernel call asks into L2 for the next tile (see [`Ahead`]; the x86-64
+    /// Input lines a kernel call asks into L2 ahead of their use (see [`Ahead`]; the x86-64
     /// kernels only).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) ahead: Ahead,
 }
+
+/// A 1x1 conv's input lines that the kernel calls of a tile ask for ([`chunked`]): `lines`
+/// lines of each input channel from `at` (a pixel of the group's channel 0), of the rows of
+/// each chunk or, with `next_chunk`, of the rows of the next chunk.
+///
+/// The next chunk's rows on small planes whose input does not stay in L2 ([`INPUT_IN_L2`]):
+/// the packing of each chunk otherwise waits for its lines (in `perf`, the packer's stores
+/// after its loads took most of its samples). resnet50's layer3.1-5.conv1 (1024 -> 256 on
+/// 14x14, 784 KiB of input) in the model (`resnet-bench --layers`, three runs alternating):
+/// one thread 0.64-0.68 -> 0.59-0.64 ms, two threads 0.34-0.41 -> 0.33-0.39. Not where the
+/// input fits (layer3's conv3, 256 channels, 196 KiB: with the prefetch, on two threads
+/// 0.41-0.43 -> 0.41-0.46 ms).
+#[derive(Debug, Clone, Copy)]
+struct NextIn {
+    at: *const f32,
+    lines: usize,
+    next_chunk: bool,
+}
+
+impl NextIn {
+    /// The lines holding pixels `p .. p + n` of each channel plane (`hw` floats) of `input`:
+    /// one more where a row does not start a line.
+    fn lines(input: &[f32], hw: usize, p: usize, n: usize, next_chunk: bool) -> NextIn {
+        let at = input.as_ptr().wrapping_add(p);
+        let aligned = hw.is_multiple_of(16) && (at as usize).is_multiple_of(64);
+        NextIn {
+            at,
+            lines: n.div_ceil(16) + usize::from(!aligned),
+            next_chunk,
+        }
+    }
+}
+
+/// The input (bytes of the group's channels) above which a 1x1 conv's input is taken not to
+/// stay in L2 while its weights go past ([`NextIn`]): a quarter of this machine's 2 MiB L2.
+const INPUT_IN_L2: usize = 512 << 10;
 
 /// Lines of input a kernel call prefetches into L2, one per value of `k` from the first until
 /// `count` are asked: line `line` (of `lines`, 16 floats each) of the row at `row`, then the
@@ -1095,8 +1131,9 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         let mut rows_asked = 0;
         while p0 < pixels.end {
             let nv = tiling.len_at(p0, ohw);
-            // A 1x1 conv's next tile of input rows (pixels `p0 + nv ..` of each main channel,
-            // `lines` lines each), which the kernel calls of this tile ask for a line at a time.
+            // The input lines of a 1x1 conv that the kernel calls of this tile ask for a line
+            // at a time ([`NextIn`]): on a large plane, the next tile's; on a small one whose
+            // input does not stay in L2, this tile's next chunk.
             let mut next_in = None;
             if big && p0 + nv < pixels.end {
                 let next = tiling.len_at(p0 + nv, ohw);
@@ -1104,12 +1141,10 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                 if !pointwise {
                     prefetch_in(&g, input, p0 + nv, next, &mut rows_asked);
                 } else {
-                    // The lines holding the `next` floats from `at` in each row: one more
-                    // where a row does not start a line.
-                    let at = input.as_ptr().wrapping_add(p0 + nv);
-                    let aligned = hw.is_multiple_of(16) && (at as usize).is_multiple_of(64);
-                    next_in = Some((at, next.div_ceil(16) + usize::from(!aligned)));
+                    next_in = Some(NextIn::lines(input, hw, p0 + nv, next, false));
                 }
+            } else if !big && pointwise && input.len() * 4 > INPUT_IN_L2 {
+                next_in = Some(NextIn::lines(input, hw, p0, nv, true));
             }
             let plan = Plan::new(&g, p0, nv, table);
             let whole = nv >= S::NR;
@@ -1250,9 +1285,8 @@ fn subsampled<S: Simd>(
 
 /// The blocks of rows `rows` (at most [`GROUP`] blocks) of one tile when K takes several
 /// chunks: for each chunk, pack it (once) and continue each block's partial sums with it.
-/// With `next_in` (the next tile's first input pixel in the group's channel 0, and the lines
-/// of each row it reads), the calls of each chunk also prefetch those lines of the chunk's
-/// main rows ([`Ahead::share`]).
+/// With `next_in`, the calls of each chunk also prefetch the lines it names of the chunk's
+/// main rows, or of the next chunk's ([`Ahead::share`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn chunked<S: Simd>(
@@ -1264,7 +1298,7 @@ fn chunked<S: Simd>(
     buf: &mut Buf,
     part: &mut [MaybeUninit<f32>; GROUP * MR * (MAX_NR + 1)],
     out: OutPtr<'_>,
-    next_in: Option<(*const f32, usize)>,
+    next_in: Option<NextIn>,
 ) {
     let k_total = run.k_total;
     let (s, vectors) = (tile.s, tile.src.vectors);
@@ -1293,13 +1327,18 @@ fn chunked<S: Simd>(
     let calls = rows.len().div_ceil(S::ROWS);
     for ks in tile.chunks(kc) {
         let b = tile.cols(ks.clone(), buf);
-        // The next tile's lines of this chunk's main rows, shared out evenly among its calls.
-        let main = ks.start..ks.end.min(tile.src.k_main);
+        // The lines of the main rows to come (this chunk's of the next tile, or the next
+        // chunk's of this one), shared out evenly among this chunk's calls.
+        let k_main = tile.src.k_main;
+        let main = match next_in {
+            Some(NextIn { next_chunk: true, .. }) => ks.end.min(k_main)..(ks.end + kc).min(k_main),
+            _ => ks.start..ks.end.min(k_main),
+        };
         let blocks = rows.clone().step_by(S::ROWS);
         for (j, (r0, part)) in blocks.zip(part.chunks_exact_mut(part_len::<S>())).enumerate() {
             match next_in {
-                Some((base, per_row)) if !main.is_empty() => {
-                    let rows = (base, tile.src.hw, per_row);
+                Some(NextIn { at, lines, .. }) if !main.is_empty() => {
+                    let rows = (at, tile.src.hw, lines);
                     let ahead = Ahead::share(rows, main.clone(), (j, calls), ks.len());
                     call(r0, &ks, &Cols { ahead, ..b }, part);
                 }
