@@ -234,6 +234,18 @@ const _: () = assert!(SCRATCH_FLOATS >= MIN_SCRATCH_FLOATS);
 /// into L1 instead of L2 0.63-0.64; non-temporal 1.18-1.28.
 const WEIGHTS_AHEAD: usize = 1;
 
+/// Channels per microkernel call: a position's calls (one per few tiles of the block) each
+/// take `GEMM_CHANNELS` of the chunk's channels, then the next, so that the calls after the
+/// first find those weights (`GEMM_CHANNELS * MRK * MR` floats, 8 KiB on AVX-512) and rows of
+/// `V` in L1: with all 256 channels of resnet50's layer3 in one call, 32 KiB of weights and as
+/// many lines of `V` went past L1 before the next call read them again. The sums keep their
+/// order (each accumulator is stored and reloaded between calls): the same bits. In the model
+/// (`resnet-bench --layers`, three runs alternating), resnet50's layer3.1-5.conv2 (F(2x2), 256
+/// channels at 14x14): one thread 0.87-0.95 -> 0.77-0.85 ms, two threads 0.48-0.54 -> 0.44-0.48;
+/// layer2's (F(4x4), 128 channels) 0.62-0.68 -> 0.60-0.64 ms on one thread, the same on two;
+/// 32 channels measured slower than 64 (layer3: 0.85-0.87 against 0.75-0.81 ms).
+const GEMM_CHANNELS: usize = 64;
+
 /// Padding between positions in `V` (floats); see [`Plan::v_stride`].
 const V_PAD: usize = 16;
 
@@ -1320,27 +1332,32 @@ fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
         // 13 + 3 x 12 rather than 3 x 14 + 7 (a short call has few independent chains of `kc`
         // multiply-adds; with 16-tile calls the rest was one tile, a single chain).
         let calls = nt.div_ceil(K::NR);
-        let mut j = 0;
-        for call in 0..calls {
-            let n = nt / calls + usize::from(call < nt % calls);
-            let args = Gemm {
-                u,
-                u_stride,
-                mk,
-                v: &vp[j..],
-                v_stride: plan.block,
-                kc,
-                m_stride: npos * mw,
-                accumulate: c0 > 0,
-                ahead: ahead.wrapping_add(kc * call / calls * MR),
-                ahead_rows: if next < packed.len() {
-                    kc * (call + 1) / calls - kc * call / calls
-                } else {
-                    0
-                },
-            };
-            K::gemm(&args, n, &mut m[(j * npos + pos) * mw..]);
-            j += n;
+        // The chunk's channels `GEMM_CHANNELS` at a time, each through all the calls (the same
+        // multiply-adds in the same order: only stored and reloaded in between).
+        for k0 in (0..kc).step_by(GEMM_CHANNELS) {
+            let ks = GEMM_CHANNELS.min(kc - k0);
+            let mut j = 0;
+            for call in 0..calls {
+                let n = nt / calls + usize::from(call < nt % calls);
+                let args = Gemm {
+                    u: &u[k0 * MR..],
+                    u_stride,
+                    mk,
+                    v: &vp[k0 * plan.block + j..],
+                    v_stride: plan.block,
+                    kc: ks,
+                    m_stride: npos * mw,
+                    accumulate: c0 > 0 || k0 > 0,
+                    ahead: ahead.wrapping_add((k0 + ks * call / calls) * MR),
+                    ahead_rows: if next < packed.len() {
+                        ks * (call + 1) / calls - ks * call / calls
+                    } else {
+                        0
+                    },
+                };
+                K::gemm(&args, n, &mut m[(j * npos + pos) * mw..]);
+                j += n;
+            }
         }
     }
 }
