@@ -243,7 +243,10 @@ const WEIGHTS_AHEAD: usize = 1;
 /// (`resnet-bench --layers`, three runs alternating), resnet50's layer3.1-5.conv2 (F(2x2), 256
 /// channels at 14x14): one thread 0.87-0.95 -> 0.77-0.85 ms, two threads 0.48-0.54 -> 0.44-0.48;
 /// layer2's (F(4x4), 128 channels) 0.62-0.68 -> 0.60-0.64 ms on one thread, the same on two;
-/// 32 channels measured slower than 64 (layer3: 0.85-0.87 against 0.75-0.81 ms).
+/// 32 channels measured slower than 64 (layer3: 0.85-0.87 against 0.75-0.81 ms). resnet18's
+/// layer3.1.conv2 0.82 -> 0.76 ms (two runs). wide_resnet50_2 on one thread (four runs
+/// alternating, each conv's mean): layer3.1-3.conv2 (512 channels at 14x14) 4.44 -> 4.20 ms,
+/// but layer2.1-3.conv2 (256 at 28x28, blocks of 56 tiles) 3.19 -> 3.29 ms.
 const GEMM_CHANNELS: usize = 64;
 
 /// Padding between positions in `V` (floats); see [`Plan::v_stride`].
@@ -1332,10 +1335,12 @@ fn gemm_block<G: Geom, K: Kernel<MR>, const MR: usize>(
         // 13 + 3 x 12 rather than 3 x 14 + 7 (a short call has few independent chains of `kc`
         // multiply-adds; with 16-tile calls the rest was one tile, a single chain).
         let calls = nt.div_ceil(K::NR);
-        // The chunk's channels `GEMM_CHANNELS` at a time, each through all the calls (the same
-        // multiply-adds in the same order: only stored and reloaded in between).
-        for k0 in (0..kc).step_by(GEMM_CHANNELS) {
-            let ks = GEMM_CHANNELS.min(kc - k0);
+        // The chunk's channels in (nearly) equal parts of at most `GEMM_CHANNELS`, each through
+        // all the calls (the same multiply-adds in the same order: only stored and reloaded in
+        // between).
+        let parts = kc.div_ceil(GEMM_CHANNELS);
+        for part in 0..parts {
+            let (k0, ks) = (kc * part / parts, kc * (part + 1) / parts - kc * part / parts);
             let mut j = 0;
             for call in 0..calls {
                 let n = nt / calls + usize::from(call < nt % calls);
