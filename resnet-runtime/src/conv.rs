@@ -189,11 +189,21 @@ fn run_all_jobs<G: Geom>(gg: G, ops: &Operands<'_>, out: &mut [f32]) {
 /// layer3.0.conv2 (stride 2, 2.9x) 0.78-0.82 -> 0.67-0.74 (measured with the bound at 6x,
 /// where layer3's conv3, 256 -> 1024 at 5.2x, went from 0.35-0.39 to 0.38-0.43 ms); whole
 /// forward pass, three runs alternating: 22.7-23.3 -> 21.9-22.4 ms.
+///
+/// Except a stem on AVX-512 ([`stem`]), which reads its taps in place (nothing packed, so
+/// nothing packed twice) and whose threads, split by channels, each store into half of the
+/// output planes (presumably the point: one block's lines of 64 planes 12544 floats apart fall
+/// in few L1 sets). resnet50's conv1 on two threads (`--layers`, four runs alternating):
+/// 0.82-0.94 -> 0.75-0.83 ms.
 #[cfg(feature = "std")]
 fn split_by_pixels(g: &ConvGeom, ops: &Operands<'_>, threads: usize) -> bool {
     let Some(nr) = ops.engine.nr() else {
         return false;
     };
+    #[cfg(target_arch = "x86_64")]
+    if matches!(ops.engine, Engine::Avx512(_)) && stem::applies(g) {
+        return false;
+    }
     let per_image_input = (g.input_len() + g.shortcut_len()) / g.n.max(1);
     g.n < threads && ops.packed.len() <= 4 * per_image_input && (g.oh * g.ow).div_ceil(nr) >= 2 * threads
 }
