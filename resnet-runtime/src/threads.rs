@@ -102,6 +102,11 @@ struct Pool {
     pending: AtomicUsize,
     /// Whether a part panicked (re-raised on the calling thread).
     panicked: AtomicBool,
+    /// Workers waiting on `work` (changed under the state's lock), so that a caller makes
+    /// the wake-up system call only when one sleeps.
+    sleepers: AtomicUsize,
+    /// Whether the caller waits on `done` (set under the state's lock), likewise.
+    caller_sleeps: AtomicBool,
     work: Condvar,
     done: Condvar,
     /// Held by the one caller using the pool.
@@ -146,6 +151,8 @@ fn pool() -> &'static Pool {
         generation: AtomicU64::new(0),
         pending: AtomicUsize::new(0),
         panicked: AtomicBool::new(false),
+        sleepers: AtomicUsize::new(0),
+        caller_sleeps: AtomicBool::new(false),
         work: Condvar::new(),
         done: Condvar::new(),
         busy: Mutex::new(()),
@@ -165,8 +172,12 @@ fn worker(pool: &'static Pool, index: usize, mut seen: u64) {
     loop {
         spin_until(|| pool.generation.load(Ordering::Acquire) != seen);
         let mut st = lock(&pool.state);
-        while st.generation == seen {
-            st = pool.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+        if st.generation == seen {
+            pool.sleepers.fetch_add(1, Ordering::SeqCst);
+            while st.generation == seen {
+                st = pool.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+            pool.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
         seen = st.generation;
         let (task, parts) = (st.task, st.parts);
@@ -181,9 +192,10 @@ fn worker(pool: &'static Pool, index: usize, mut seen: u64) {
         if !ok {
             pool.panicked.store(true, Ordering::Relaxed);
         }
-        if pool.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if pool.pending.fetch_sub(1, Ordering::SeqCst) == 1 && pool.caller_sleeps.load(Ordering::SeqCst) {
             // Under the lock, so that a caller that saw `pending > 0` under it is already
-            // waiting on `done` (no lost wake-up).
+            // waiting on `done` (no lost wake-up). A caller that has not set `caller_sleeps`
+            // yet sees `pending == 0` under the lock before it would wait.
             let _st = lock(&pool.state);
             pool.done.notify_all();
         }
@@ -229,13 +241,23 @@ pub(crate) fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         pool.panicked.store(false, Ordering::Relaxed);
         st.generation += 1;
         pool.generation.store(st.generation, Ordering::Release);
+    }
+    // Outside the lock, so that a worker that saw the new generation while spinning does not
+    // then wait for the lock through this system call; and only when a worker sleeps (a
+    // worker counts itself in `sleepers` under the lock before it checks the generation, so
+    // one that will wait is counted by now).
+    if pool.sleepers.load(Ordering::SeqCst) > 0 {
         pool.work.notify_all();
     }
     let mine = catch_unwind(AssertUnwindSafe(|| f(parts - 1)));
     spin_until(|| pool.pending.load(Ordering::Acquire) == 0);
     let mut st = lock(&pool.state);
-    while pool.pending.load(Ordering::Acquire) > 0 {
-        st = pool.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+    if pool.pending.load(Ordering::SeqCst) > 0 {
+        pool.caller_sleeps.store(true, Ordering::SeqCst);
+        while pool.pending.load(Ordering::SeqCst) > 0 {
+            st = pool.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        pool.caller_sleeps.store(false, Ordering::SeqCst);
     }
     st.task = None;
     let panicked = pool.panicked.load(Ordering::Relaxed);
@@ -249,6 +271,27 @@ pub(crate) fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sleeping_workers_and_a_sleeping_caller_are_woken() {
+        // Idle longer than `SPIN` before each task, so that the workers are asleep on `work`
+        // when it comes; then a worker's part outlasts `SPIN`, so that the caller sleeps on
+        // `done`. A lost wake-up hangs here.
+        for round in 0..20 {
+            std::thread::sleep(SPIN * 4);
+            let counts: [AtomicUsize; 3] = Default::default();
+            run_parts(3, &|i| {
+                if i == round % 2 {
+                    std::thread::sleep(SPIN * 4);
+                }
+                counts[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(
+                counts.iter().all(|c| c.load(Ordering::Relaxed) == 1),
+                "round {round}"
+            );
+        }
+    }
 
     #[test]
     fn every_part_runs_once_and_concurrent_callers_get_their_own_results() {
