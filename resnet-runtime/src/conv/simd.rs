@@ -1099,8 +1099,8 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // when the run is one tile (a 7x7 plane on AVX-512): each weight is read once whatever the
     // groups, and fewer groups pack the tile fewer times; but each block's partial sums go
     // to the stack and back per chunk, 1.5 KiB a block, which for `SHARED` blocks (48 KiB)
-    // no longer stay in L1 with the packed chunk, and the weights stream from that many
-    // places at once. Hence `ONE_TILE` blocks. Hot, one thread, alternating in one process,
+    // cannot stay in L1 with the packed chunk, and the weights stream from that many places
+    // at once (presumably why fewer measured faster). Hence `ONE_TILE` blocks. Hot, one thread, alternating in one process,
     // resnet50's layer4.1.conv2 (K = 4608) went 1299-1308 -> 1247-1275 us from 10 groups to 2
     // (32 blocks); in the model (weights from memory, `resnet-bench --layers`, runs
     // alternating), layer4.1-2's conv2 with 32 blocks against 16 (4 groups): one thread
