@@ -239,8 +239,8 @@ const WEIGHTS_AHEAD: usize = 1;
 /// first find those weights (`GEMM_CHANNELS * MRK * MR` floats, 8 KiB on AVX-512) and rows of
 /// `V` in L1 (presumably what changed: with all 256 channels of resnet50's layer3 in one call,
 /// 32 KiB of weights and as many lines of `V` went past L1 before the next call read them
-/// again). The sums keep their
-/// order (each accumulator is stored and reloaded between calls): the same bits. In the model
+/// again). The sums keep their order (each accumulator is stored and reloaded between calls):
+/// the same bits. In the model
 /// (`resnet-bench --layers`, three runs alternating), resnet50's layer3.1-5.conv2 (F(2x2), 256
 /// channels at 14x14): one thread 0.87-0.95 -> 0.77-0.85 ms, two threads 0.48-0.54 -> 0.44-0.48;
 /// layer2's (F(4x4), 128 channels) 0.62-0.68 -> 0.60-0.64 ms on one thread, the same on two;

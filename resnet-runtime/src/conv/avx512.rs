@@ -278,8 +278,9 @@ unsafe fn load_pairs(plane: *const f32, off: isize, p: &Pairs, s: &[(u16, u16); 
     for (r, (&(run, start), &(lo, hi))) in p.runs[..p.n].iter().zip(s).enumerate() {
         let at = plane.wrapping_offset(start + off);
         // SAFETY: the caller's contract: lane `l` of the run reads `start + off + 2 l`, inside
-        // the plane for every lane of `m`; element `2 l` (low half) or `2 l - 16` (high half)
-        // is enabled only for those (`spread`), and the masked loads access nothing else.
+        // the plane for every lane of the `m` that `s` was spread from; element `2 l` (low
+        // half) or `2 l - 16` (high half) is enabled only for those (`spread`), and the masked
+        // loads access nothing else.
         let y = unsafe {
             let lo = _mm512_maskz_loadu_ps(lo, at);
             let hi = _mm512_maskz_loadu_ps(hi, at.wrapping_add(LANES));
