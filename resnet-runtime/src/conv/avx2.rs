@@ -326,7 +326,7 @@ unsafe fn kernel<const NV: usize>(
             // span.
             _mm_prefetch::<_MM_HINT_T1>(w[0].wrapping_add((kc + k) * MR).cast());
             _mm_prefetch::<_MM_HINT_T1>(w[ROWS - 1].wrapping_add((kc + k) * MR).cast());
-            // The next tile's input lines this call asks for (see `Ahead`).
+            // The lines this call asks for (input or weights to come: see `Ahead`).
             if $ask {
                 _mm_prefetch::<_MM_HINT_T1>(ahead.next().cast());
             }

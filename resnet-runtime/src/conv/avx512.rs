@@ -438,9 +438,10 @@ unsafe fn kernel<const NV: usize, const MASKED: bool, const EXTRA: bool>(
     // since the hardware prefetchers stop at each 4 KiB page of a weight stream.
     let ahead = b.rows * MR;
     let mut input_ahead = b.ahead;
-    // One value of `k`: the weights' and (first) the next tile's input prefetches, then the
-    // multiply-adds. Two loops, with and without the input prefetch, rather than a branch in
-    // one: with the branch the extra pixel's sums were kept in memory, not in a register.
+    // One value of `k`: the weights' and (first) `b.ahead`'s prefetches (input or the next
+    // group's weights to come), then the multiply-adds. Two loops, with and without the
+    // second prefetch, rather than a branch in one: with the branch the extra pixel's sums
+    // were kept in memory, not in a register.
     macro_rules! step {
         ($ask:expr) => {
             _mm_prefetch::<_MM_HINT_T1>(w.wrapping_add(ahead).cast());

@@ -289,8 +289,8 @@ pub(super) struct Cols<'a> {
     /// The enabled lanes, by groups of 16 (ignored with `full`).
     pub(super) mask: [u16; 4],
     pub(super) full: bool,
-    /// Input lines a kernel call asks into L2 ahead of their use (see [`Ahead`]; the x86-64
-    /// kernels only).
+    /// Lines a kernel call asks into L2 ahead of their use, of input ([`NextIn`]) or of the
+    /// next group's weights ([`NextWeights`]) (see [`Ahead`]; the x86-64 kernels only).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) ahead: Ahead,
 }
@@ -327,11 +327,36 @@ impl NextIn {
     }
 }
 
+/// Lines of weights that the kernel calls of a tile prefetch into L2 ([`Ahead`]): `lines` lines
+/// (16 floats each) from `at`, this tile's share of the next group of blocks' weights.
+///
+/// A group's first tile reads its weights from memory (a forward pass reads each layer's
+/// weights once), faster than the hardware prefetchers bring them when the tile's multiply-adds
+/// per weight are few; its later tiles read them from L2 and leave the memory idle. So those
+/// later tiles fetch the next group's weights, a share each, and only the first group waits
+/// for memory. resnet50 in the model, one thread (`resnet-bench --layers`, four runs
+/// alternating): layer3.1.conv3 (256 -> 1024 on 14x14, four groups of 256 KiB) 0.63-0.64 ->
+/// 0.59-0.60 ms, layer3.0.conv3 with its downsample 1.99-2.01 -> 1.86-1.97, layer2.1.conv3
+/// (two groups) 0.58-0.62 -> 0.58-0.60; whole forward pass 43.0-43.7 -> 42.1-43.1 ms. Two
+/// threads: layer3.1.conv3 0.351-0.357 -> 0.340-0.363 ms, the whole pass unchanged.
+#[derive(Debug, Clone, Copy)]
+struct NextWeights {
+    at: *const f32,
+    lines: usize,
+}
+
+impl NextWeights {
+    /// Call `j` of `calls`' share of the lines, at most `max` (one per value of `k`).
+    fn share(self, j: usize, calls: usize, max: usize) -> Ahead {
+        Ahead::share((self.at, 0, self.lines), 0..1, (j, calls), max)
+    }
+}
+
 /// The input (bytes of the group's channels) above which a 1x1 conv's input is taken not to
 /// stay in L2 while its weights go past ([`NextIn`]): a quarter of this machine's 2 MiB L2.
 const INPUT_IN_L2: usize = 512 << 10;
 
-/// Lines of input a kernel call prefetches into L2, one per value of `k` from the first until
+/// Lines a kernel call prefetches into L2 (of input or weights), one per value of `k` from the first until
 /// `count` are asked: line `line` (of `lines`, 16 floats each) of the row at `row`, then the
 /// next line, wrapping to the next row (`stride` floats on). A prefetch never faults: the
 /// addresses need not be valid.
@@ -1119,18 +1144,44 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // Written by each chunk's first kernel calls before any reads it (`Simd::kernel`).
     let mut part = [const { MaybeUninit::<f32>::uninit() }; GROUP * MR * (MAX_NR + 1)];
 
-    let mut g0 = 0;
-    while g0 < rows {
-        let g1 = if rows - g0 < blocks * S::ROWS {
+    let group_end = |g0: usize| {
+        if rows - g0 < blocks * S::ROWS {
             rows
         } else {
             g0 + blocks * S::ROWS
-        };
+        }
+    };
+    // Tiles in the run: the later tiles of a group prefetch the next group's weights.
+    let tiles = {
+        let (mut n, mut p) = (0, pixels.start);
+        while p < pixels.end {
+            p += tiling.len_at(p, ohw);
+            n += 1;
+        }
+        n
+    };
+    let mut g0 = 0;
+    while g0 < rows {
+        let g1 = group_end(g0);
         let mut p0 = pixels.start;
         // Input rows prefetched for the tiles so far (`prefetch_in`).
         let mut rows_asked = 0;
+        let mut t = 0;
         while p0 < pixels.end {
             let nv = tiling.len_at(p0, ohw);
+            // The next group's weights, into L2 over this group's tiles after the first
+            // (which reads this group's weights from memory): this tile's share of their
+            // lines ([`NextWeights`]).
+            let next_w = (t >= 1 && g1 < rows).then(|| {
+                let w = &run.weights[g1 / MR * k_total * MR..group_end(g1).div_ceil(MR) * k_total * MR];
+                let lines = w.len().div_ceil(16);
+                let (l0, l1) = (lines * (t - 1) / (tiles - 1), lines * t / (tiles - 1));
+                NextWeights {
+                    at: w.as_ptr().wrapping_add(l0 * 16),
+                    lines: l1 - l0,
+                }
+            });
+            t += 1;
             // The input lines of a 1x1 conv that the kernel calls of this tile ask for a line
             // at a time ([`NextIn`]): on a large plane, the next tile's; on a small one whose
             // input does not stay in L2, this tile's next chunk.
@@ -1185,10 +1236,19 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                 tail(&tile, &run, g0..g1, (p0, nv), kc, &mut buf, out);
             } else if single {
                 let b = tile.cols(0..k_total, &mut buf);
-                for r0 in (g0..g1).step_by(S::ROWS) {
+                let calls = (g1 - g0).div_ceil(S::ROWS);
+                for (j, r0) in (g0..g1).step_by(S::ROWS).enumerate() {
                     let (a, bias) = run.block(r0, S::ROWS, &(0..k_total));
                     let mut epi = run.epi(out, r0, bias, p0, nv);
-                    s.kernel(&a, &b, tile.src.vectors, &mut [], true, Some(&mut epi));
+                    let ahead = next_w.map_or(Ahead::NONE, |n| n.share(j, calls, k_total));
+                    s.kernel(
+                        &a,
+                        &Cols { ahead, ..b },
+                        tile.src.vectors,
+                        &mut [],
+                        true,
+                        Some(&mut epi),
+                    );
                 }
             } else {
                 chunked(
@@ -1201,6 +1261,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                     &mut part,
                     out,
                     next_in,
+                    next_w,
                 );
             }
             p0 += nv;
@@ -1299,6 +1360,7 @@ fn chunked<S: Simd>(
     part: &mut [MaybeUninit<f32>; GROUP * MR * (MAX_NR + 1)],
     out: OutPtr<'_>,
     next_in: Option<NextIn>,
+    next_w: Option<NextWeights>,
 ) {
     let k_total = run.k_total;
     let (s, vectors) = (tile.s, tile.src.vectors);
@@ -1325,7 +1387,8 @@ fn chunked<S: Simd>(
         return;
     }
     let calls = rows.len().div_ceil(S::ROWS);
-    for ks in tile.chunks(kc) {
+    let chunks = tile.chunks(kc).count();
+    for (c, ks) in tile.chunks(kc).enumerate() {
         let b = tile.cols(ks.clone(), buf);
         // The lines of the main rows to come (this chunk's of the next tile, or the next
         // chunk's of this one), shared out evenly among this chunk's calls.
@@ -1342,7 +1405,13 @@ fn chunked<S: Simd>(
                     let ahead = Ahead::share(rows, main.clone(), (j, calls), ks.len());
                     call(r0, &ks, &Cols { ahead, ..b }, part);
                 }
-                _ => call(r0, &ks, &b, part),
+                _ => match next_w {
+                    Some(n) => {
+                        let ahead = n.share(c * calls + j, chunks * calls, ks.len());
+                        call(r0, &ks, &Cols { ahead, ..b }, part)
+                    }
+                    None => call(r0, &ks, &b, part),
+                },
             }
         }
     }
