@@ -113,6 +113,8 @@ impl Simd for Avx512 {
         true
     }
 
+    const PREFETCHES_RESIDUAL: bool = true;
+
     const TAIL: bool = true;
 
     fn tail(

@@ -233,6 +233,12 @@ pub(super) trait Simd: Copy {
         false
     }
 
+    /// Whether [`Simd::kernel`] asks for a large plane's residual lines itself, block by
+    /// block, while it runs (AVX-512's `prefetch_residual`): then the output of a conv whose
+    /// residual is in place, which is those lines, is not also asked for a tile ahead
+    /// ([`prefetch_out`]).
+    const PREFETCHES_RESIDUAL: bool = false;
+
     /// Whether a last tile of at most [`TAIL_LANES`] pixels runs through [`Simd::tail`]
     /// (vectors along output channels) rather than [`Simd::kernel`] (vectors along pixels,
     /// nearly all lanes idle).
@@ -1108,6 +1114,13 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // layer2.1-3.conv1 (512 -> 128 on 28x28) 0.56-0.59 -> 0.54-0.57. (Two tiles ahead: no
     // better.)
     let big = ohw >= BIG_PLANE_TILES * S::NR;
+    // With the residual in place, whose lines the kernel asks for itself, asking for the
+    // output lines a tile ahead as well measured slower: resnet50 in the model (`resnet-bench --layers`,
+    // alternating), one thread, five runs: layer1.1.conv3 (56x56) 0.68-0.75 -> 0.64-0.71 ms,
+    // layer2.1.conv3 (28x28) 0.57-0.62 -> 0.54-0.59, layer2.0.conv3 with its downsample
+    // 1.68-1.79 -> 1.66-1.72; two threads, three runs: 0.30-0.31 -> 0.29 ms, 0.89-0.90 ->
+    // 0.85-0.87 ms. (Without a residual, as for the conv1s, it made no clear difference.)
+    let ask_out = big && !(S::PREFETCHES_RESIDUAL && matches!(ops.residual, Residual::InPlace));
 
     // Groups of blocks of rows whose weights stay in L2 while the tiles go past, except where
     // the packing reads strided input (permutes or gathers): there at least `SHARED` blocks
@@ -1188,7 +1201,9 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             let mut next_in = None;
             if big && p0 + nv < pixels.end {
                 let next = tiling.len_at(p0 + nv, ohw);
-                prefetch_out(out, ohw, g0..g1, p0 + nv, next);
+                if ask_out {
+                    prefetch_out(out, ohw, g0..g1, p0 + nv, next);
+                }
                 if !pointwise {
                     prefetch_in(&g, input, p0 + nv, next, &mut rows_asked);
                 } else {
