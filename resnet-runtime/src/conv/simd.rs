@@ -334,7 +334,8 @@ impl NextIn {
 }
 
 /// Lines of weights that the kernel calls of a tile prefetch into L2 ([`Ahead`]): `lines` lines
-/// (16 floats each) from `at`, this tile's share of the next group of blocks' weights.
+/// (16 floats each, at least one) from `at`, this tile's share of the next group of blocks'
+/// weights.
 ///
 /// A group's first tile reads its weights from memory (a forward pass reads each layer's
 /// weights once), faster than the hardware prefetchers bring them when the tile's multiply-adds
@@ -1185,15 +1186,18 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             // The next group's weights, into L2 over this group's tiles after the first
             // (which reads this group's weights from memory): this tile's share of their
             // lines ([`NextWeights`]).
-            let next_w = (t >= 1 && g1 < rows).then(|| {
+            // (None where the share is empty: fewer lines than tiles.)
+            let next_w = if t >= 1 && g1 < rows {
                 let w = &run.weights[g1 / MR * k_total * MR..group_end(g1).div_ceil(MR) * k_total * MR];
                 let lines = w.len().div_ceil(16);
                 let (l0, l1) = (lines * (t - 1) / (tiles - 1), lines * t / (tiles - 1));
-                NextWeights {
+                (l1 > l0).then(|| NextWeights {
                     at: w.as_ptr().wrapping_add(l0 * 16),
                     lines: l1 - l0,
-                }
-            });
+                })
+            } else {
+                None
+            };
             t += 1;
             // The input lines of a 1x1 conv that the kernel calls of this tile ask for a line
             // at a time ([`NextIn`]): on a large plane, the next tile's; on a small one whose
