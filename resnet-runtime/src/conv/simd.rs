@@ -363,10 +363,10 @@ impl NextWeights {
 /// stay in L2 while its weights go past ([`NextIn`]): a quarter of this machine's 2 MiB L2.
 const INPUT_IN_L2: usize = 512 << 10;
 
-/// Lines a kernel call prefetches into L2 (of input or weights), one per value of `k` from the first until
-/// `count` are asked: line `line` (of `lines`, 16 floats each) of the row at `row`, then the
-/// next line, wrapping to the next row (`stride` floats on). A prefetch never faults: the
-/// addresses need not be valid.
+/// Lines a kernel call prefetches into L2 (of input or weights), one per value of `k` from the
+/// first until `count` are asked: line `line` (of `lines`, 16 floats each) of the row at
+/// `row`, then the next line, wrapping to the next row (`stride` floats on). A prefetch never
+/// faults: the addresses need not be valid.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct Ahead {
@@ -1116,11 +1116,12 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // better.)
     let big = ohw >= BIG_PLANE_TILES * S::NR;
     // With the residual in place, whose lines the kernel asks for itself, asking for the
-    // output lines a tile ahead as well measured slower: resnet50 in the model (`resnet-bench --layers`,
-    // alternating), one thread, five runs: layer1.1.conv3 (56x56) 0.68-0.75 -> 0.64-0.71 ms,
-    // layer2.1.conv3 (28x28) 0.57-0.62 -> 0.54-0.59, layer2.0.conv3 with its downsample
-    // 1.68-1.79 -> 1.66-1.72; two threads, three runs: 0.30-0.31 -> 0.29 ms, 0.89-0.90 ->
-    // 0.85-0.87 ms. (Without a residual, as for the conv1s, it made no clear difference.)
+    // output lines a tile ahead as well measured slower: resnet50 in the model
+    // (`resnet-bench --layers`, alternating), one thread, five runs: layer1.1.conv3 (56x56)
+    // 0.68-0.75 -> 0.64-0.71 ms, layer2.1.conv3 (28x28) 0.57-0.62 -> 0.54-0.59, layer2.0.conv3
+    // with its downsample 1.68-1.79 -> 1.66-1.72; two threads, three runs: 0.30-0.31 -> 0.29
+    // ms, 0.89-0.90 -> 0.85-0.87 ms. (Without a residual, as for the conv1s, it made no clear
+    // difference.)
     let ask_out = big && !(S::PREFETCHES_RESIDUAL && matches!(ops.residual, Residual::InPlace));
 
     // Groups of blocks of rows whose weights stay in L2 while the tiles go past, except where
@@ -1185,8 +1186,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             let nv = tiling.len_at(p0, ohw);
             // The next group's weights, into L2 over this group's tiles after the first
             // (which reads this group's weights from memory): this tile's share of their
-            // lines ([`NextWeights`]).
-            // (None where the share is empty: fewer lines than tiles.)
+            // lines ([`NextWeights`]), if any (there may be fewer lines than tiles).
             let next_w = if t >= 1 && g1 < rows {
                 let w = &run.weights[g1 / MR * k_total * MR..group_end(g1).div_ceil(MR) * k_total * MR];
                 let lines = w.len().div_ceil(16);
