@@ -982,6 +982,19 @@ impl Tiling {
         nv.min(ohw - p0)
     }
 
+    /// The index of the tile that starts at `p` (`count` at the plane's end); `p` is a tile's
+    /// start ([`Tiling::is_start`]).
+    fn index(self, p: usize, ohw: usize) -> usize {
+        let l = self.long * (self.nr + 1);
+        if p == ohw {
+            self.count
+        } else if p < l {
+            p / (self.nr + 1)
+        } else {
+            self.long + (p - l) / self.nr
+        }
+    }
+
     /// Whether `p` is where a tile starts (or the plane's end).
     fn is_start(self, p: usize, ohw: usize) -> bool {
         let l = self.long * (self.nr + 1);
@@ -1140,8 +1153,8 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
     // groups, and fewer groups pack the tile fewer times; but each block's partial sums go
     // to the stack and back per chunk, 1.5 KiB a block, which for `SHARED` blocks (48 KiB)
     // cannot stay in L1 with the packed chunk, and the weights stream from that many places
-    // at once (presumably why fewer measured faster). Hence `ONE_TILE` blocks. Hot, one thread, alternating in one process,
-    // resnet50's layer4.1.conv2 (K = 4608) went 1299-1308 -> 1247-1275 us from 10 groups to 2
+    // at once (presumably why fewer measured faster). Hence `ONE_TILE` blocks. Hot, one
+    // thread, alternating in one process, resnet50's layer4.1.conv2 (K = 4608) went 1299-1308 -> 1247-1275 us from 10 groups to 2
     // (32 blocks); in the model (weights from memory, `resnet-bench --layers`, runs
     // alternating), layer4.1-2's conv2 with 32 blocks against 16 (4 groups): one thread
     // 1.57-1.66 -> 1.50-1.61 ms (six runs each), two threads 0.78-0.84 -> 0.75-0.81 ms (three);
@@ -1167,14 +1180,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         }
     };
     // Tiles in the run: the later tiles of a group prefetch the next group's weights.
-    let tiles = {
-        let (mut n, mut p) = (0, pixels.start);
-        while p < pixels.end {
-            p += tiling.len_at(p, ohw);
-            n += 1;
-        }
-        n
-    };
+    let tiles = tiling.index(pixels.end, ohw) - tiling.index(pixels.start, ohw);
     let mut g0 = 0;
     while g0 < rows {
         let g1 = group_end(g0);
@@ -1523,7 +1529,40 @@ fn pack_on_the_fly(
 
 #[cfg(test)]
 mod tests {
-    use super::Ahead;
+    use super::{Ahead, Tiling};
+
+    /// A tile's index, from its first pixel, is its place in the walk of the plane by
+    /// [`Tiling::len_at`], with and without the long tiles of [`Simd::EXTRA`].
+    #[test]
+    fn tile_indices_follow_the_walk() {
+        for nr in [12usize, 16, 48] {
+            for ohw in 1..400usize {
+                let (whole, rest) = (ohw / nr, ohw % nr);
+                let mut tilings = vec![Tiling {
+                    count: ohw.div_ceil(nr),
+                    long: 0,
+                    nr,
+                }];
+                if rest <= whole {
+                    tilings.push(Tiling {
+                        count: whole,
+                        long: rest,
+                        nr,
+                    });
+                }
+                for tiling in tilings {
+                    let (mut p, mut i) = (0, 0);
+                    while p < ohw {
+                        assert!(tiling.is_start(p, ohw));
+                        assert_eq!(tiling.index(p, ohw), i, "{tiling:?} {ohw} {p}");
+                        p += tiling.len_at(p, ohw);
+                        i += 1;
+                    }
+                    assert_eq!((i, tiling.index(ohw, ohw)), (tiling.count, i), "{tiling:?} {ohw}");
+                }
+            }
+        }
+    }
 
     /// The calls of a chunk, each asking for its share through [`Ahead::next`], ask for every
     /// line of every main row exactly once, in row-major order; a share never exceeds the
