@@ -303,7 +303,8 @@ pub(super) struct Cols<'a> {
 
 /// A 1x1 conv's input lines that the kernel calls of a tile ask for ([`chunked`]): `lines`
 /// lines of each input channel from `at` (a pixel of the group's channel 0), of the rows of
-/// each chunk or, with `next_chunk`, of the rows of the next chunk.
+/// each chunk or, with `next_chunk`, of the rows of the next chunk. (Also the next tile's
+/// lines of a residual read in place, likewise per output channel: see `conv_run`.)
 ///
 /// The next chunk's rows on small planes whose input does not stay in L2 ([`INPUT_IN_L2`]):
 /// the packing of each chunk otherwise waits for its lines (in `perf`, the packer's stores
@@ -323,7 +324,12 @@ impl NextIn {
     /// The lines holding pixels `p .. p + n` of each channel plane (`hw` floats) of `input`:
     /// one more where a row does not start a line.
     fn lines(input: &[f32], hw: usize, p: usize, n: usize, next_chunk: bool) -> NextIn {
-        let at = input.as_ptr().wrapping_add(p);
+        Self::at(input.as_ptr(), hw, p, n, next_chunk)
+    }
+
+    /// [`NextIn::lines`] of the planes from `planes` (a pointer: a prefetch never faults).
+    fn at(planes: *const f32, hw: usize, p: usize, n: usize, next_chunk: bool) -> NextIn {
+        let at = planes.wrapping_add(p);
         let aligned = hw.is_multiple_of(16) && (at as usize).is_multiple_of(64);
         NextIn {
             at,
@@ -1209,10 +1215,15 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             // at a time ([`NextIn`]): on a large plane, the next tile's; on a small one whose
             // input does not stay in L2, this tile's next chunk.
             let mut next_in = None;
+            // The next tile's residual lines, where the kernel calls of a tile in one chunk
+            // ask for them a line at a time (see `next_res` below).
+            let mut next_res = None;
             if big && p0 + nv < pixels.end {
                 let next = tiling.len_at(p0 + nv, ohw);
                 if ask_out {
                     prefetch_out(out, ohw, g0..g1, p0 + nv, next);
+                } else if matches!(ops.residual, Residual::InPlace) {
+                    next_res = Some(NextIn::at(out.as_ptr().cast_const(), ohw, p0 + nv, next, false));
                 }
                 if !pointwise {
                     prefetch_in(&g, input, p0 + nv, next, &mut rows_asked);
@@ -1265,7 +1276,23 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                 for (j, r0) in (g0..g1).step_by(S::ROWS).enumerate() {
                     let (a, bias) = run.block(r0, S::ROWS, &(0..k_total));
                     let mut epi = run.epi(out, r0, bias, p0, nv);
-                    let ahead = next_w.map_or(Ahead::NONE, |n| n.share(j, calls, k_total));
+                    // The next group's weights or, with one group, the next tile's residual
+                    // lines of the group's rows, a share per call: each call's own residual
+                    // prefetch (`Simd::PREFETCHES_RESIDUAL`) comes one call before its
+                    // epilogue, too late for lines that are in no cache, which on a large plane
+                    // the hardware prefetchers do not bring (a few lines from each of hundreds
+                    // of planes). Into L2 a tile ahead, on AVX-512: resnet50's layer1.1-2.conv3
+                    // (64 -> 256 on 56x56, one chunk, 3.2 MB of residual) in the model
+                    // (`resnet-bench --layers`, four runs alternating), one thread 0.69-0.72 ->
+                    // 0.62-0.68 ms, two threads 0.353-0.379 -> 0.325-0.354 ms; the conv3s on
+                    // 28x28 and smaller unchanged. (In place of a chunked tile's input lines,
+                    // [`NextIn`], the next tile's residual lines measured no gain: layer2's
+                    // conv3s on 28x28, 0.99-1.01 of the time before.)
+                    let ahead = match (next_w, next_res) {
+                        (Some(n), _) => n.share(j, calls, k_total),
+                        (None, Some(r)) => Ahead::share((r.at, ohw, r.lines), g0..g1, (j, calls), k_total),
+                        (None, None) => Ahead::NONE,
+                    };
                     s.kernel(
                         &a,
                         &Cols { ahead, ..b },
