@@ -114,6 +114,7 @@ impl Simd for Avx512 {
     }
 
     const PREFETCHES_RESIDUAL: bool = true;
+    const SPREADS_OUTPUT: bool = true;
 
     const TAIL: bool = true;
 

@@ -239,6 +239,14 @@ pub(super) trait Simd: Copy {
     /// ([`prefetch_out`]).
     const PREFETCHES_RESIDUAL: bool = false;
 
+    /// Whether a conv with shortcut rows on a large plane has the next tile's output lines
+    /// asked for by the kernel calls of its last chunk, the shortcut rows, a line per `k`
+    /// (see `chunked`), rather than in a burst before the tile ([`prefetch_out`]). On AVX2
+    /// the calls measured no faster (resnet50, one thread, five runs alternating:
+    /// layer1.0.conv3 with its downsample 2.78-2.84 -> 2.64-2.73 ms, but layer2.0.conv3's
+    /// 2.95-3.02 -> 3.06-3.14 and layer3.0.conv3's 3.16-3.25 -> 3.27-3.35).
+    const SPREADS_OUTPUT: bool = false;
+
     /// Whether a last tile of at most [`TAIL_LANES`] pixels runs through [`Simd::tail`]
     /// (vectors along output channels) rather than [`Simd::kernel`] (vectors along pixels,
     /// nearly all lanes idle).
@@ -1215,15 +1223,17 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             // at a time ([`NextIn`]): on a large plane, the next tile's; on a small one whose
             // input does not stay in L2, this tile's next chunk.
             let mut next_in = None;
-            // The next tile's residual lines, where the kernel calls of a tile in one chunk
-            // ask for them a line at a time (see `next_res` below).
-            let mut next_res = None;
+            // The next tile's output lines (with a residual in place, the residual's) that
+            // kernel calls with nothing else to prefetch ask for a line at a time: see the
+            // one-chunk calls below, and `chunked`'s calls on shortcut rows (whose slot the
+            // next group's weights take, if any: then the output lines go in a burst).
+            let mut next_out = None;
             if big && p0 + nv < pixels.end {
                 let next = tiling.len_at(p0 + nv, ohw);
-                if ask_out {
+                if ask_out && (!S::SPREADS_OUTPUT || g.shortcut.is_none() || next_w.is_some()) {
                     prefetch_out(out, ohw, g0..g1, p0 + nv, next);
-                } else if matches!(ops.residual, Residual::InPlace) {
-                    next_res = Some(NextIn::at(out.as_ptr().cast_const(), ohw, p0 + nv, next, false));
+                } else if ask_out || matches!(ops.residual, Residual::InPlace) {
+                    next_out = Some(NextIn::at(out.as_ptr().cast_const(), ohw, p0 + nv, next, false));
                 }
                 if !pointwise {
                     prefetch_in(&g, input, p0 + nv, next, &mut rows_asked);
@@ -1288,7 +1298,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                     // 28x28 and smaller unchanged. (In place of a chunked tile's input lines,
                     // [`NextIn`], the next tile's residual lines measured no gain: layer2's
                     // conv3s on 28x28, 0.99-1.01 of the time before.)
-                    let ahead = match (next_w, next_res) {
+                    let ahead = match (next_w, next_out) {
                         (Some(n), _) => n.share(j, calls, k_total),
                         (None, Some(r)) => Ahead::share((r.at, ohw, r.lines), g0..g1, (j, calls), k_total),
                         (None, None) => Ahead::NONE,
@@ -1314,6 +1324,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                     out,
                     next_in,
                     next_w,
+                    next_out,
                 );
             }
             p0 += nv;
@@ -1399,7 +1410,9 @@ fn subsampled<S: Simd>(
 /// The blocks of rows `rows` (at most [`GROUP`] blocks) of one tile when K takes several
 /// chunks: for each chunk, pack it (once) and continue each block's partial sums with it.
 /// With `next_in`, the calls of each chunk also prefetch the lines it names of the chunk's
-/// main rows, or of the next chunk's ([`Ahead::share`]).
+/// main rows, or of the next chunk's ([`Ahead::share`]); the calls of a last chunk of
+/// shortcut rows prefetch the next group's weights (`next_w`) or else the `next_out` lines of
+/// the blocks' output channels.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn chunked<S: Simd>(
@@ -1413,6 +1426,7 @@ fn chunked<S: Simd>(
     out: OutPtr<'_>,
     next_in: Option<NextIn>,
     next_w: Option<NextWeights>,
+    next_out: Option<NextIn>,
 ) {
     let k_total = run.k_total;
     let (s, vectors) = (tile.s, tile.src.vectors);
@@ -1457,12 +1471,28 @@ fn chunked<S: Simd>(
                     let ahead = Ahead::share(rows, main.clone(), (j, calls), ks.len());
                     call(r0, &ks, &Cols { ahead, ..b }, part);
                 }
-                _ => match next_w {
-                    Some(n) => {
+                _ => match (next_w, next_out) {
+                    (Some(n), _) => {
                         let ahead = n.share(c * calls + j, chunks * calls, ks.len());
                         call(r0, &ks, &Cols { ahead, ..b }, part)
                     }
-                    None => call(r0, &ks, &b, part),
+                    // The next tile's output lines, rather than a burst of prefetches before
+                    // the tile (`prefetch_out`): the calls of a conv's last chunk, the shortcut
+                    // rows, have their prefetch slot free. resnet50 in the model
+                    // (`resnet-bench --layers`, five runs alternating), AVX-512:
+                    // layer1.0.conv3 with its downsample (56x56) one thread 1.18-1.29 ->
+                    // 1.08-1.19 ms, two threads 0.608-0.622 -> 0.570-0.578 ms; layer2.0.conv3
+                    // with its stride-2 downsample (28x28) 1.70-1.79 -> 1.63-1.71 ms and
+                    // 0.86-0.95 -> 0.83-0.88 ms. (The last chunk of a conv without shortcut
+                    // rows asks for the next tile's input lines instead; giving that slot to
+                    // the output lines measured slower: layer1.1-2.conv1, 56x56, 1.02-1.06 of
+                    // the time before.)
+                    (None, Some(o)) if c + 1 == chunks && main.is_empty() => {
+                        let lines = (o.at, run.ohw, o.lines);
+                        let ahead = Ahead::share(lines, rows.clone(), (j, calls), ks.len());
+                        call(r0, &ks, &Cols { ahead, ..b }, part)
+                    }
+                    _ => call(r0, &ks, &b, part),
                 },
             }
         }
