@@ -1137,6 +1137,7 @@ mod tests {
             (2, 16, (14, 14), 24, 3, 2, 1, 1, 1),
             (1, 20, (4, 13), 40, 3, 1, 1, 1, 1),     // last tiles of 4 (kernel): 48 + 4, 4 x 12 + 4, 3 x 16 + 4
             (1, 36, (14, 14), 16, 1, 1, 0, 1, 1),    // 196 = 4 x 49 (AVX-512), 16 x 12 + 4, as resnet's layer3
+            (1, 240, (14, 14), 16, 1, 1, 0, 1, 1),   // K = 240 in two chunks of 128 rows, not three of 96 (AVX-512: `BUF_TWO`)
             // Groups of blocks whose next group's weights have fewer lines than the tiles that
             // share out their prefetch (`NextWeights`): K = 2, 256 rows then 8 (AVX-512), 64 tiles.
             (1, 2, (24, 128), 264, 1, 1, 0, 1, 1),

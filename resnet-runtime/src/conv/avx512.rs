@@ -116,6 +116,13 @@ impl Simd for Avx512 {
     const PREFETCHES_RESIDUAL: bool = true;
     const SPREADS_OUTPUT: bool = true;
 
+    // resnet50's layer3.1-5.conv3 (K = 256 in rows of 64 floats: two chunks of 128 rather than
+    // 96, 96 and 64) in the model (`resnet-bench --layers`, runs alternating): two threads
+    // 0.335-0.357 -> 0.315-0.324 ms (five runs), one thread 0.56-0.62 -> 0.55-0.60 (four).
+    // With the larger buffer for every K, layer2's conv1s (K = 512) took 1.05 of the time
+    // before.
+    const BUF_TWO: usize = super::simd::BUF_MAX;
+
     const TAIL: bool = true;
 
     fn tail(

@@ -26,7 +26,7 @@
 //!   ([`Simd::EXTRA`], [`Tiling`]: 7x7 is 48 + 1, 14x14 four tiles of 49): either way the
 //!   same sums in the same order.
 //!
-//! Stack: the packed buffer ([`BUF`] floats, 24 KiB) and the partial sums of a chunked K
+//! Stack: the packed buffer ([`BUF_MAX`] floats, 32 KiB) and the partial sums of a chunked K
 //! (`GROUP * MR * (MAX_NR + 1)` floats, 196 KiB, never zeroed: each chunk's first kernel
 //! calls write what the later ones read).
 
@@ -143,8 +143,25 @@ pub(super) const fn row_len<S: Simd>(vectors: usize) -> usize {
 }
 
 /// Floats of the packed-input buffer: 24 KiB, half of this machine's 48 KiB L1 data cache, so
-/// that it stays there with the weights streaming past. A chunk holds `BUF / NR` values of `k`.
+/// that it stays there with the weights streaming past. A chunk holds `BUF / NR` values of `k`
+/// (but see [`Simd::BUF_TWO`] and [`chunk_rows`]).
 pub(super) const BUF: usize = 6144;
+
+/// Floats of the packed-input buffer as allocated: the most that any instruction set's
+/// [`Simd::BUF_TWO`] lets a chunk use.
+pub(super) const BUF_MAX: usize = 8192;
+
+/// Rows of `k` per chunk where the packed rows are `rl` floats long and K is `k_total` rows:
+/// as many as [`BUF`] holds, or as [`Simd::BUF_TWO`] holds where that makes two chunks of a K
+/// that `BUF` cuts into three or more.
+pub(super) fn chunk_rows<S: Simd>(k_total: usize, rl: usize) -> usize {
+    let (kc, two) = (BUF / rl, S::BUF_TWO / rl);
+    if k_total > 2 * kc && k_total <= 2 * two {
+        two
+    } else {
+        kc
+    }
+}
 
 /// The weights (bytes) a group of blocks of rows keeps in L2 while the tiles of the run go
 /// past: about half a typical L2, so that the input stays there too.
@@ -152,7 +169,7 @@ pub(super) const WEIGHTS_BYTES: usize = 1 << 20;
 
 /// The packed-input buffer, aligned to a cache line so that its vector rows are too.
 #[repr(C, align(64))]
-pub(super) struct Buf(pub(super) [f32; BUF]);
+pub(super) struct Buf(pub(super) [f32; BUF_MAX]);
 
 /// Blocks of rows that share one packing of each chunk when K is chunked, at most (their partial
 /// sums live on the stack meanwhile, 196 KiB for 128 blocks): see `conv_run`.
@@ -190,6 +207,11 @@ pub(super) trait Simd: Copy {
 
     /// Whether [`Simd::kernel`] takes masked columns ([`Cols::full`] false).
     const MASKED: bool;
+
+    /// Floats of the packed buffer (at most [`BUF_MAX`]) that a K may use where that makes it
+    /// two chunks rather than three or more ([`chunk_rows`]): each block's partial sums then go
+    /// to the stack and back once per tile rather than twice or more.
+    const BUF_TWO: usize = BUF;
 
     /// For one block of [`Simd::ROWS`] rows: `acc[j][l] = fma(W_j[k], X[k][l], acc[j][l])`
     /// for each `k` of the chunk ascending (`a.kc` of them), where `W_j` is row `j` of `a` and
@@ -1125,7 +1147,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
         }
     }
     let tab = if table { taps } else { 0 };
-    let mut buf = Buf([0.0; BUF]);
+    let mut buf = Buf([0.0; BUF_MAX]);
     // 1x1, stride 1, no padding: every lane of every channel reads in range.
     let pointwise = g.k == 1 && g.stride == 1 && g.pad == 0 && table;
 
@@ -1246,7 +1268,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             let plan = Plan::new(&g, p0, nv, table);
             let whole = nv >= S::NR;
             let vectors = nv.div_ceil(S::LANES);
-            let kc = BUF / row_len::<S>(vectors);
+            let kc = chunk_rows::<S>(k_total, row_len::<S>(vectors));
             let tile = TileSrc {
                 s,
                 src: Src {
