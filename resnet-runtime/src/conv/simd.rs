@@ -154,7 +154,7 @@ pub(super) const BUF_MAX: usize = 8192;
 /// Rows of `k` per chunk where the packed rows are `rl` floats long and K is `k_total` rows:
 /// as many as [`BUF`] holds, or as [`Simd::BUF_TWO`] holds where that makes two chunks of a K
 /// that `BUF` cuts into three or more.
-pub(super) fn chunk_rows<S: Simd>(k_total: usize, rl: usize) -> usize {
+fn chunk_rows<S: Simd>(k_total: usize, rl: usize) -> usize {
     let (kc, two) = (BUF / rl, S::BUF_TWO / rl);
     if k_total > 2 * kc && k_total <= 2 * two {
         two
@@ -1308,18 +1308,18 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                 for (j, r0) in (g0..g1).step_by(S::ROWS).enumerate() {
                     let (a, bias) = run.block(r0, S::ROWS, &(0..k_total));
                     let mut epi = run.epi(out, r0, bias, p0, nv);
-                    // The next group's weights or, with one group, the next tile's residual
-                    // lines of the group's rows, a share per call: each call's own residual
-                    // prefetch (`Simd::PREFETCHES_RESIDUAL`) comes one call before its
-                    // epilogue, too late for lines that are in no cache, which on a large plane
-                    // the hardware prefetchers do not bring (a few lines from each of hundreds
-                    // of planes). Into L2 a tile ahead, on AVX-512: resnet50's layer1.1-2.conv3
-                    // (64 -> 256 on 56x56, one chunk, 3.2 MB of residual) in the model
-                    // (`resnet-bench --layers`, four runs alternating), one thread 0.69-0.72 ->
-                    // 0.62-0.68 ms, two threads 0.353-0.379 -> 0.325-0.354 ms; the conv3s on
-                    // 28x28 and smaller unchanged. (In place of a chunked tile's input lines,
-                    // [`NextIn`], the next tile's residual lines measured no gain: layer2's
-                    // conv3s on 28x28, 0.99-1.01 of the time before.)
+                    // The next group's weights or, where there are none to fetch, the next
+                    // tile's residual lines of the group's rows, a share per call: each call's
+                    // own residual prefetch (`Simd::PREFETCHES_RESIDUAL`) comes one call before
+                    // its epilogue, too late for lines that are in no cache, which on a large
+                    // plane the hardware prefetchers do not bring (a few lines from each of
+                    // hundreds of planes). Into L2 a tile ahead, on AVX-512: resnet50's
+                    // layer1.1-2.conv3 (64 -> 256 on 56x56, one chunk, 3.2 MB of residual) in
+                    // the model (`resnet-bench --layers`, four runs alternating), one thread
+                    // 0.69-0.72 -> 0.62-0.68 ms, two threads 0.353-0.379 -> 0.325-0.354 ms; the
+                    // conv3s on 28x28 and smaller unchanged. (In place of a chunked tile's input
+                    // lines, [`NextIn`], the next tile's residual lines measured no gain:
+                    // layer2's conv3s on 28x28, 0.99-1.01 of the time before.)
                     let ahead = match (next_w, next_out) {
                         (Some(n), _) => n.share(j, calls, k_total),
                         (None, Some(r)) => Ahead::share((r.at, ohw, r.lines), g0..g1, (j, calls), k_total),
