@@ -261,9 +261,9 @@ pub(super) trait Simd: Copy {
     /// ([`prefetch_out`]).
     const PREFETCHES_RESIDUAL: bool = false;
 
-    /// Whether a conv with shortcut rows on a large plane has the next tile's output lines
-    /// asked for by the kernel calls of its last chunk, the shortcut rows, a line per `k`
-    /// (see `chunked`), rather than in a burst before the tile ([`prefetch_out`]). On AVX2
+    /// Whether a 1x1 conv or a conv with shortcut rows on a large plane has the next tile's
+    /// output lines asked for by kernel calls, a line per `k` (see `chunked`), rather than in
+    /// a burst before the tile ([`prefetch_out`]). On AVX2
     /// the calls measured no faster (resnet50, one thread, five runs alternating:
     /// layer1.0.conv3 with its downsample 2.78-2.84 -> 2.64-2.73 ms, but layer2.0.conv3's
     /// 2.95-3.02 -> 3.06-3.14 and layer3.0.conv3's 3.16-3.25 -> 3.27-3.35).
@@ -1246,13 +1246,15 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             // input does not stay in L2, this tile's next chunk.
             let mut next_in = None;
             // The next tile's output lines (with a residual in place, the residual's) that
-            // kernel calls with nothing else to prefetch ask for a line at a time: see the
-            // one-chunk calls below, and `chunked`'s calls on shortcut rows (whose slot the
-            // next group's weights take, if any: then the output lines go in a burst).
+            // kernel calls ask for a line at a time, where their prefetch slot has room: see
+            // the one-chunk calls below and `chunked` (not where the next group's weights take
+            // the slot, nor for a conv that packs a window: then the output lines go in a
+            // burst; spread over a stride-2 3x3 conv's calls they measured no faster).
             let mut next_out = None;
             if big && p0 + nv < pixels.end {
                 let next = tiling.len_at(p0 + nv, ohw);
-                if ask_out && (!S::SPREADS_OUTPUT || g.shortcut.is_none() || next_w.is_some()) {
+                let spread = S::SPREADS_OUTPUT && next_w.is_none() && (g.shortcut.is_some() || pointwise);
+                if ask_out && !spread {
                     prefetch_out(out, ohw, g0..g1, p0 + nv, next);
                 } else if ask_out || matches!(ops.residual, Residual::InPlace) {
                     next_out = Some(NextIn::at(out.as_ptr().cast_const(), ohw, p0 + nv, next, false));
@@ -1434,7 +1436,9 @@ fn subsampled<S: Simd>(
 /// With `next_in`, the calls of each chunk also prefetch the lines it names of the chunk's
 /// main rows, or of the next chunk's ([`Ahead::share`]); the calls of a last chunk of
 /// shortcut rows prefetch the next group's weights (`next_w`) or else the `next_out` lines of
-/// the blocks' output channels.
+/// the blocks' output channels; with both `next_in` and `next_out` (no `next_w`), the first
+/// half of each chunk's calls ask for the input lines and, in the last chunk, the second half
+/// for the output lines.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn chunked<S: Simd>(
@@ -1488,6 +1492,31 @@ fn chunked<S: Simd>(
         let blocks = rows.clone().step_by(S::ROWS);
         for (j, (r0, part)) in blocks.zip(part.chunks_exact_mut(part_len::<S>())).enumerate() {
             match next_in {
+                // A chunk's input lines take at most three per `k` of a quarter of the calls
+                // (three lines of each row, 8 or more blocks), so half the calls have room for
+                // the output lines too, rather than a burst before the tile. resnet50 in the
+                // model (`resnet-bench --layers`, five runs alternating), AVX-512, one thread:
+                // layer1.1-2.conv1 (256 -> 64 on 56x56) 0.636-0.664 -> 0.621-0.647 ms,
+                // layer2.0.conv1 (256 -> 128 on 56x56) 1.18-1.23 -> 1.14-1.20; two threads
+                // 0.334-0.347 -> 0.324-0.341 and 0.620-0.649 -> 0.594-0.629; layer1.0.conv1
+                // (one chunk, the output lines from every call) 0.252-0.269 -> 0.242-0.255 and
+                // 0.130-0.135 -> 0.126-0.133; on 28x28, 0.97-1.02 of the time before.
+                Some(NextIn { at, lines, .. })
+                    if !main.is_empty() && next_w.is_none() && next_out.is_some() =>
+                {
+                    let half = calls.div_ceil(2);
+                    let ahead = match next_out {
+                        _ if j < half => {
+                            Ahead::share((at, tile.src.hw, lines), main.clone(), (j, half), ks.len())
+                        }
+                        Some(o) if c + 1 == chunks => {
+                            let lines = (o.at, run.ohw, o.lines);
+                            Ahead::share(lines, rows.clone(), (j - half, calls - half), ks.len())
+                        }
+                        _ => Ahead::NONE,
+                    };
+                    call(r0, &ks, &Cols { ahead, ..b }, part);
+                }
                 Some(NextIn { at, lines, .. }) if !main.is_empty() => {
                     let rows = (at, tile.src.hw, lines);
                     let ahead = Ahead::share(rows, main.clone(), (j, calls), ks.len());
