@@ -395,6 +395,11 @@ impl NextWeights {
     }
 }
 
+/// Kernel calls per chunk (blocks of rows) from which a 1x1 conv's calls share their prefetch
+/// slots between the next tile's input and output lines (see `chunked`): half of them hold the
+/// input lines of a chunk, at most four lines per row.
+const HALF_CALLS: usize = 8;
+
 /// The input (bytes of the group's channels) above which a 1x1 conv's input is taken not to
 /// stay in L2 while its weights go past ([`NextIn`]): a quarter of this machine's 2 MiB L2.
 const INPUT_IN_L2: usize = 512 << 10;
@@ -1253,7 +1258,9 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
             let mut next_out = None;
             if big && p0 + nv < pixels.end {
                 let next = tiling.len_at(p0 + nv, ohw);
-                let spread = S::SPREADS_OUTPUT && next_w.is_none() && (g.shortcut.is_some() || pointwise);
+                let spread = S::SPREADS_OUTPUT
+                    && next_w.is_none()
+                    && (g.shortcut.is_some() || pointwise && (g1 - g0).div_ceil(S::ROWS) >= HALF_CALLS);
                 if ask_out && !spread {
                     prefetch_out(out, ohw, g0..g1, p0 + nv, next);
                 } else if ask_out || matches!(ops.residual, Residual::InPlace) {
@@ -1492,9 +1499,10 @@ fn chunked<S: Simd>(
         let blocks = rows.clone().step_by(S::ROWS);
         for (j, (r0, part)) in blocks.zip(part.chunks_exact_mut(part_len::<S>())).enumerate() {
             match next_in {
-                // A chunk's input lines take at most three per `k` of a quarter of the calls
-                // (three lines of each row, 8 or more blocks), so half the calls have room for
-                // the output lines too, rather than a burst before the tile. resnet50 in the
+                // A chunk's input lines, three or four per row, fill the prefetch slots (one per
+                // `k`) of at most four calls: with `HALF_CALLS` or more, the first half ask for
+                // them and, in the last chunk, the second half for the output lines (rather
+                // than a burst before the tile; with a residual in place, its lines). In the
                 // model (`resnet-bench --layers`, five runs alternating), AVX-512, one thread:
                 // layer1.1-2.conv1 (256 -> 64 on 56x56) 0.636-0.664 -> 0.621-0.647 ms,
                 // layer2.0.conv1 (256 -> 128 on 56x56) 1.18-1.23 -> 1.14-1.20; two threads
@@ -1502,7 +1510,7 @@ fn chunked<S: Simd>(
                 // (one chunk, the output lines from every call) 0.252-0.269 -> 0.242-0.255 and
                 // 0.130-0.135 -> 0.126-0.133; on 28x28, 0.97-1.02 of the time before.
                 Some(NextIn { at, lines, .. })
-                    if !main.is_empty() && next_w.is_none() && next_out.is_some() =>
+                    if !main.is_empty() && next_w.is_none() && next_out.is_some() && calls >= HALF_CALLS =>
                 {
                     let half = calls.div_ceil(2);
                     let ahead = match next_out {
