@@ -263,8 +263,8 @@ pub(super) trait Simd: Copy {
 
     /// Whether a 1x1 conv or a conv with shortcut rows on a large plane has the next tile's
     /// output lines asked for by kernel calls, a line per `k` (see `chunked`), rather than in
-    /// a burst before the tile ([`prefetch_out`]). On AVX2
-    /// the calls measured no faster (resnet50, one thread, five runs alternating:
+    /// a burst before the tile ([`prefetch_out`]). On AVX2, for the convs with shortcut
+    /// rows, the calls measured no faster (resnet50, one thread, five runs alternating:
     /// layer1.0.conv3 with its downsample 2.78-2.84 -> 2.64-2.73 ms, but layer2.0.conv3's
     /// 2.95-3.02 -> 3.06-3.14 and layer3.0.conv3's 3.16-3.25 -> 3.27-3.35).
     const SPREADS_OUTPUT: bool = false;
@@ -334,7 +334,7 @@ pub(super) struct Cols<'a> {
 /// A 1x1 conv's input lines that the kernel calls of a tile ask for ([`chunked`]): `lines`
 /// lines of each input channel from `at` (a pixel of the group's channel 0), of the rows of
 /// each chunk or, with `next_chunk`, of the rows of the next chunk. (Also the next tile's
-/// lines of a residual read in place, likewise per output channel: see `conv_run`.)
+/// output lines, or a residual's read in place, likewise per output channel: see `conv_run`.)
 ///
 /// The next chunk's rows on small planes whose input does not stay in L2 ([`INPUT_IN_L2`]):
 /// the packing of each chunk otherwise waits for its lines (in `perf`, the packer's stores
@@ -346,6 +346,8 @@ pub(super) struct Cols<'a> {
 #[derive(Debug, Clone, Copy)]
 struct NextIn {
     at: *const f32,
+    /// Floats from one channel's plane to the next.
+    stride: usize,
     lines: usize,
     next_chunk: bool,
 }
@@ -363,9 +365,16 @@ impl NextIn {
         let aligned = hw.is_multiple_of(16) && (at as usize).is_multiple_of(64);
         NextIn {
             at,
+            stride: hw,
             lines: n.div_ceil(16) + usize::from(!aligned),
             next_chunk,
         }
+    }
+
+    /// Call `j` of `calls`' share of these lines of the channels `channels`, at most `max`
+    /// ([`Ahead::share`]).
+    fn share(self, channels: Range<usize>, (j, calls): (usize, usize), max: usize) -> Ahead {
+        Ahead::share((self.at, self.stride, self.lines), channels, (j, calls), max)
     }
 }
 
@@ -1331,7 +1340,7 @@ pub(super) fn conv_run<G: Geom, S: Simd>(
                     // layer2's conv3s on 28x28, 0.99-1.01 of the time before.)
                     let ahead = match (next_w, next_out) {
                         (Some(n), _) => n.share(j, calls, k_total),
-                        (None, Some(r)) => Ahead::share((r.at, ohw, r.lines), g0..g1, (j, calls), k_total),
+                        (None, Some(r)) => r.share(g0..g1, (j, calls), k_total),
                         (None, None) => Ahead::NONE,
                     };
                     s.kernel(
@@ -1498,7 +1507,8 @@ fn chunked<S: Simd>(
         };
         let blocks = rows.clone().step_by(S::ROWS);
         for (j, (r0, part)) in blocks.zip(part.chunks_exact_mut(part_len::<S>())).enumerate() {
-            match next_in {
+            let last = c + 1 == chunks;
+            let ahead = match (next_in, next_w, next_out) {
                 // A chunk's input lines, three or four per row, fill the prefetch slots (one per
                 // `k`) of at most four calls: with `HALF_CALLS` or more, the first half ask for
                 // them and, in the last chunk, the second half for the output lines (rather
@@ -1509,51 +1519,33 @@ fn chunked<S: Simd>(
                 // 0.334-0.347 -> 0.324-0.341 and 0.620-0.649 -> 0.594-0.629; layer1.0.conv1
                 // (one chunk, the output lines from every call) 0.252-0.269 -> 0.242-0.255 and
                 // 0.130-0.135 -> 0.126-0.133; on 28x28, 0.97-1.02 of the time before.
-                Some(NextIn { at, lines, .. })
-                    if !main.is_empty() && next_w.is_none() && next_out.is_some() && calls >= HALF_CALLS =>
-                {
+                (Some(i), None, Some(o)) if !main.is_empty() && calls >= HALF_CALLS => {
                     let half = calls.div_ceil(2);
-                    let ahead = match next_out {
-                        _ if j < half => {
-                            Ahead::share((at, tile.src.hw, lines), main.clone(), (j, half), ks.len())
-                        }
-                        Some(o) if c + 1 == chunks => {
-                            let lines = (o.at, run.ohw, o.lines);
-                            Ahead::share(lines, rows.clone(), (j - half, calls - half), ks.len())
-                        }
-                        _ => Ahead::NONE,
-                    };
-                    call(r0, &ks, &Cols { ahead, ..b }, part);
-                }
-                Some(NextIn { at, lines, .. }) if !main.is_empty() => {
-                    let rows = (at, tile.src.hw, lines);
-                    let ahead = Ahead::share(rows, main.clone(), (j, calls), ks.len());
-                    call(r0, &ks, &Cols { ahead, ..b }, part);
-                }
-                _ => match (next_w, next_out) {
-                    (Some(n), _) => {
-                        let ahead = n.share(c * calls + j, chunks * calls, ks.len());
-                        call(r0, &ks, &Cols { ahead, ..b }, part)
+                    if j < half {
+                        i.share(main.clone(), (j, half), ks.len())
+                    } else if last {
+                        o.share(rows.clone(), (j - half, calls - half), ks.len())
+                    } else {
+                        Ahead::NONE
                     }
-                    // The next tile's output lines, rather than a burst of prefetches before
-                    // the tile (`prefetch_out`): the calls of a conv's last chunk, the shortcut
-                    // rows, have their prefetch slot free. resnet50 in the model
-                    // (`resnet-bench --layers`, five runs alternating), AVX-512:
-                    // layer1.0.conv3 with its downsample (56x56) one thread 1.18-1.29 ->
-                    // 1.08-1.19 ms, two threads 0.608-0.622 -> 0.570-0.578 ms; layer2.0.conv3
-                    // with its stride-2 downsample (28x28) 1.70-1.79 -> 1.63-1.71 ms and
-                    // 0.86-0.95 -> 0.83-0.88 ms. (The last chunk of a conv without shortcut
-                    // rows asks for the next tile's input lines instead; giving that slot to
-                    // the output lines measured slower: layer1.1-2.conv1, 56x56, 1.02-1.06 of
-                    // the time before.)
-                    (None, Some(o)) if c + 1 == chunks && main.is_empty() => {
-                        let lines = (o.at, run.ohw, o.lines);
-                        let ahead = Ahead::share(lines, rows.clone(), (j, calls), ks.len());
-                        call(r0, &ks, &Cols { ahead, ..b }, part)
-                    }
-                    _ => call(r0, &ks, &b, part),
-                },
-            }
+                }
+                (Some(i), ..) if !main.is_empty() => i.share(main.clone(), (j, calls), ks.len()),
+                (_, Some(n), _) => n.share(c * calls + j, chunks * calls, ks.len()),
+                // The next tile's output lines, rather than a burst of prefetches before
+                // the tile (`prefetch_out`): the calls of a conv's last chunk, the shortcut
+                // rows, have their prefetch slot free. resnet50 in the model
+                // (`resnet-bench --layers`, five runs alternating), AVX-512:
+                // layer1.0.conv3 with its downsample (56x56) one thread 1.18-1.29 ->
+                // 1.08-1.19 ms, two threads 0.608-0.622 -> 0.570-0.578 ms; layer2.0.conv3
+                // with its stride-2 downsample (28x28) 1.70-1.79 -> 1.63-1.71 ms and
+                // 0.86-0.95 -> 0.83-0.88 ms. (A 1x1 conv's last chunk, of main rows, gives
+                // its output lines half its calls, above; giving them all the calls, none to
+                // the input lines, measured slower: layer1.1-2.conv1, 56x56, 1.02-1.06 of
+                // the time before.)
+                (_, None, Some(o)) if last && main.is_empty() => o.share(rows.clone(), (j, calls), ks.len()),
+                _ => Ahead::NONE,
+            };
+            call(r0, &ks, &Cols { ahead, ..b }, part);
         }
     }
 }
