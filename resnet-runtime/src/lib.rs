@@ -62,9 +62,9 @@ pub fn weights_f32<const BYTES: usize>(blob: &'static Aligned<[u8; BYTES]>) -> &
 /// ten times what the TLBs hold) and the arena once each, and every 4 KiB page is a page
 /// walk. Advice only: an error (no THP, an old kernel) changes nothing, nor does anything
 /// change the memory's contents. resnet50 in the model (`resnet-bench --layers`, whole forward
-/// medians, three runs each alternating, 2026-11-27): with every allocation on huge pages
-/// (the system setting switched to `always`), one thread 42.5-45.5 ms against 45.7-46.9,
-/// two threads 22.9-23.3 against 24.0-25.0.
+/// medians, three runs each alternating, 2026-11-27): one thread 46.3, 46.2, 45.4 -> 44.2,
+/// 46.4, 44.5 ms, two threads 24.9, 24.5, 24.3 -> 23.7, 24.0, 23.8 (with every allocation on
+/// huge pages, the system's setting switched to `always`: 42.5-45.5 and 23.0-23.3 ms).
 #[cfg(feature = "std")]
 pub(crate) fn huge_pages(start: *const u8, len: usize) {
     // (Miri runs no system calls.)
@@ -91,7 +91,8 @@ pub(crate) fn huge_pages(start: *const u8, len: usize) {
 /// Implementors must be valid when every byte is zero.
 pub unsafe trait Zeroed: Sized {}
 
-/// A zeroed `T` on the heap, built there: a multi-megabyte arena never touches the stack.
+/// A zeroed `T` on the heap, built there: a multi-megabyte arena never touches the stack. On
+/// Linux, its whole 2 MiB pages are asked to be transparent huge pages (`madvise`).
 #[cfg(feature = "std")]
 pub fn zeroed_box<T: Zeroed>() -> std::boxed::Box<T> {
     // No `T` value is ever made here: in an unoptimized build even an untaken

@@ -357,7 +357,8 @@ fn bn_affine(t: &Tensors<'_>, bn: Option<&str>, c: usize, eps: f64) -> (Vec<f64>
 /// Folds and packs checked tensors into the blob.
 fn fold_and_pack(model: &ModelWeights<'_>, t: &Tensors<'_>) -> Vec<f32> {
     let mut blob = vec![0.0f32; model.blob_len];
-    // Untouched so far (zeroed pages are mapped on first write): huge pages from the start.
+    // Untouched so far where the allocator mapped it afresh (as it does for this much: zero
+    // pages are mapped on first write), so huge pages from the start.
     crate::huge_pages(blob.as_ptr().cast(), blob.len() * 4);
     for layer in model.layers {
         match layer.kind {
