@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """resnetc's generated Rust against ONNX Runtime, side by side, in one run.
 
-    tools/.venv/bin/python tools/bench_ort.py                 # everything (~10 min)
+    tools/.venv/bin/python tools/bench_ort.py                 # everything (~5 min here)
     tools/.venv/bin/python tools/bench_ort.py --models resnet50 --batch 1 --threads 1,2 --torch
     tools/.venv/bin/python tools/bench_ort.py --layers resnet50 --threads 1,2   # per block
 
